@@ -1,0 +1,59 @@
+"""The small contract every framework backend meets, and what it hands back to the harness.
+
+The harness owns the clock, the batch order, the data and the record; a backend owns only "how does
+my framework do this": build the model from the reference weights, hold the data on its device,
+train one epoch over given batches, evaluate, and synchronize its device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from runner.spec import Spec
+
+# Spec fields a backend must honour itself; the harness and the reference initializer consume the
+# rest (epochs, seed, init, limits, dataset, normalization, target). A test proves every backend
+# reads all of these.
+BACKEND_FIELDS = ("model", "batch_size", "optimizer", "learning_rate", "beta1", "beta2", "eps",
+                  "weight_decay", "loss", "eval_batch_size")
+
+
+class FrameworkUnavailable(Exception):
+    """The framework (or the requested device) cannot run here; the message says why."""
+
+
+@dataclass
+class EpochStats:
+    """Sums over one epoch, possibly still device values: the harness reads them after syncing."""
+
+    loss_sum: Any       # sum of per-step mean losses
+    correct: Any        # training samples classified correctly (in train mode, before each step)
+    steps: int
+
+
+class Backend(Protocol):
+    name: str
+
+    def __init__(self, spec: Spec, device: str) -> None:
+        """Import the framework and pick the device ('auto', 'cpu', 'cuda', 'mps').
+        Raise FrameworkUnavailable if either is impossible here."""
+
+    def info(self) -> dict:
+        """{'framework': {'name', 'version', ...}, 'device': {'kind', 'name'}}"""
+
+    def setup(self, params: dict[str, np.ndarray], train_x: np.ndarray, train_y: np.ndarray,
+              test_x: np.ndarray, test_y: np.ndarray) -> None:
+        """Build the model from canonical-layout `params`, the optimizer, and put the normalized
+        float32 (N, 28, 28) images and int64 labels on the device, once."""
+
+    def train_epoch(self, order: np.ndarray) -> EpochStats:
+        """One pass over `order` ((steps, batch) sample indices), one optimizer step per row."""
+
+    def evaluate(self) -> Any:
+        """Number of test samples classified correctly (may be a device value)."""
+
+    def synchronize(self) -> None:
+        """Block until all queued device work is done (the harness calls it before every clock read)."""

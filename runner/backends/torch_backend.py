@@ -1,0 +1,127 @@
+"""PyTorch backend: the spec in plain eager PyTorch, data resident on the device.
+
+    python -m runner run --framework torch [--device cuda|mps|cpu]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runner import models
+from runner.backends.base import EpochStats, FrameworkUnavailable
+from runner.spec import Spec
+
+
+def build_model(torch, model: str) -> "torch.nn.Sequential":
+    """nn.Sequential from the model's layer list; conv/dense in canonical parameter order."""
+    nn, layers = torch.nn, []
+    for layer, shape_in, _ in models.walk(model):
+        if isinstance(layer, models.Conv):
+            layers.append(nn.Conv2d(shape_in[0], layer.out, layer.kernel, padding=layer.pad))
+        elif isinstance(layer, models.Dense):
+            layers.append(nn.Linear(shape_in[0], layer.out))
+        elif isinstance(layer, models.MaxPool):
+            layers.append(nn.MaxPool2d(layer.size))
+        else:
+            layers.append({models.ReLU: nn.ReLU, models.Flatten: nn.Flatten}[type(layer)]())
+    return nn.Sequential(*layers)
+
+
+def make_optimizer(torch, spec: Spec, parameters):
+    if spec.optimizer != "adam":
+        raise FrameworkUnavailable(f"torch backend has no optimizer {spec.optimizer!r}")
+    return torch.optim.Adam(parameters, lr=spec.learning_rate, betas=(spec.beta1, spec.beta2),
+                            eps=spec.eps, weight_decay=spec.weight_decay)
+
+
+def make_loss(torch, spec: Spec):
+    if spec.loss != "softmax_cross_entropy":
+        raise FrameworkUnavailable(f"torch backend has no loss {spec.loss!r}")
+    return torch.nn.functional.cross_entropy  # mean reduction over the batch, as the spec says
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, spec: Spec, device: str = "auto"):
+        try:
+            import torch
+        except Exception as e:  # a broken install raises more than ImportError
+            raise FrameworkUnavailable(f"cannot import torch: {type(e).__name__}: {e}") from e
+        self.torch, self.spec = torch, spec
+        self.device = self._pick_device(device)
+
+    def _pick_device(self, request: str):
+        torch = self.torch
+        cuda = torch.cuda.is_available()
+        mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        if request == "auto":
+            request = "cuda" if cuda else "mps" if mps else "cpu"
+        if (request == "cuda" and not cuda) or (request == "mps" and not mps):
+            raise FrameworkUnavailable(f"device {request} requested, but torch {torch.__version__}"
+                                       f" reports it unavailable")
+        if request not in ("cpu", "cuda", "mps"):
+            raise FrameworkUnavailable(f"torch backend has no device {request!r}")
+        return torch.device(request)
+
+    def info(self) -> dict:
+        torch, kind = self.torch, self.device.type
+        name = {"cuda": lambda: torch.cuda.get_device_name(self.device), "mps": lambda: "Apple MPS",
+                "cpu": lambda: None}[kind]()
+        framework = {"name": "torch", "version": torch.__version__,
+                     "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if kind == "cuda" else None,
+                     "mode": "eager"}
+        return {"framework": framework, "device": {"kind": kind, "name": name}}
+
+    def setup(self, params, train_x, train_y, test_x, test_y) -> None:
+        torch, spec, dev = self.torch, self.spec, self.device
+        self.model = build_model(torch, spec.model).to(dev)
+        weighted = [m for m in self.model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        # The reference params come in canonical order, two (weight, bias) per weighted layer,
+        # already in PyTorch's own layout: copy them over the default init.
+        arrays = list(params.values())
+        with torch.no_grad():
+            for i, module in enumerate(weighted):
+                module.weight.copy_(torch.from_numpy(arrays[2 * i]))
+                module.bias.copy_(torch.from_numpy(arrays[2 * i + 1]))
+        self.optimizer = make_optimizer(torch, spec, self.model.parameters())
+        self.loss_fn = make_loss(torch, spec)
+        to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
+        self.train_x, self.train_y = to_dev(train_x[:, None]), to_dev(train_y.astype(np.int64))
+        self.test_x, self.test_y = to_dev(test_x[:, None]), to_dev(test_y.astype(np.int64))
+        self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
+
+    def train_epoch(self, order: np.ndarray) -> EpochStats:
+        torch, model, opt = self.torch, self.model, self.optimizer
+        assert order.shape[1] == self.batch_size
+        batches = torch.from_numpy(order).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        model.train()
+        for idx in batches:
+            x, y = self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)
+            logits = model(x)
+            loss = self.loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            # Accumulated on the device: no host sync inside the epoch.
+            loss_sum += loss.detach()
+            correct += (logits.detach().argmax(1) == y).sum()
+        return EpochStats(loss_sum, correct, len(batches))
+
+    def evaluate(self):
+        torch, model = self.torch, self.model
+        model.eval()
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            for x, y in zip(self.test_x.split(self.eval_batch_size), self.test_y.split(self.eval_batch_size)):
+                correct += (model(x).argmax(1) == y).sum()
+        return correct
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            self.torch.mps.synchronize()

@@ -1,0 +1,205 @@
+"""The dlbench command line (also `dlbench`, same as `python -m runner`).
+
+    python -m runner                               # = run: the standard workload, every installed framework
+    python -m runner run --framework torch --preset smoke
+    python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
+    python -m runner compare results/ [--format markdown|csv|json]
+    python -m runner probe [--json]
+
+Only argparse and the spec load here: `--help` stays instant, frameworks load in worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from runner.errors import UserError
+
+SUBCOMMANDS = ("run", "data", "compare", "probe")
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _add_run(sub) -> None:
+    from runner import platforms
+    from runner.data.catalog import DATASETS
+    from runner.models import MODELS
+    from runner.spec import PRESETS
+
+    p = sub.add_parser("run", help="run the workload (the default subcommand)",
+                       description="Run the standard workload (or a variant) on one or more frameworks,"
+                                   " one process per run; write one record per run; print the table.")
+    p.add_argument("--framework", default="all", help="one name, a comma-separated list, or 'all' (default:"
+                   " every installed framework)")
+    p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
+    p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
+    p.add_argument("--preset", choices=list(PRESETS), default="standard",
+                   help="standard: the spec as designed; smoke: 1 epoch, 2048/512 samples, no target")
+    spec = p.add_argument_group("spec overrides (any override changes the spec hash)")
+    spec.add_argument("--model", choices=list(MODELS))
+    spec.add_argument("--dataset", choices=list(DATASETS))
+    spec.add_argument("--epochs", type=int)
+    spec.add_argument("--batch-size", type=int)
+    spec.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate")
+    spec.add_argument("--seed", type=int)
+    spec.add_argument("--target-accuracy", type=_target, help="test accuracy for time-to-target, or 'none'")
+    spec.add_argument("--limit-train", type=int, help="train on the first N samples only")
+    spec.add_argument("--limit-test", type=int, help="evaluate on the first N samples only")
+    p.add_argument("--repeats", type=int, default=1, help="independent runs per framework (default 1)")
+    p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+    p.add_argument("--out", default="results", help="folder for the records (default: results)")
+    p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
+
+
+def _target(text: str):
+    if text.lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from runner import __version__
+    from runner.data.catalog import DATASETS
+
+    parser = argparse.ArgumentParser(
+        prog="dlbench", description="One standard MNIST training workload, the same in every framework,"
+        " timed honestly. With no subcommand, `run`.")
+    parser.add_argument("--version", action="version", version=f"dlbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    _add_run(sub)
+
+    data = sub.add_parser("data", help="fetch or verify a dataset",
+                          description="Get the dataset bytes (cache/folder, public mirrors, offline"
+                                      " sources) and check them against the pinned SHA-256.")
+    data.add_argument("action", choices=("fetch", "verify"))
+    data.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+    data.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+
+    compare = sub.add_parser("compare", help="records -> one comparison table",
+                             description="Merge records (files or folders) into one table per spec.")
+    compare.add_argument("paths", nargs="+", metavar="PATH")
+    compare.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+
+    probe = sub.add_parser("probe", help="describe this machine", description="What dlbench sees of this machine.")
+    probe.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "data": cmd_data, "compare": cmd_compare, "probe": cmd_probe}[args.command](args)
+    except UserError as e:
+        print(f"dlbench: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dlbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def cmd_run(args) -> int:
+    from runner import backends, platforms
+    from runner.spec import make_spec
+
+    overrides = {k: getattr(args, k) for k in ("model", "dataset", "epochs", "batch_size", "learning_rate",
+                                                "seed", "limit_train", "limit_test", "target_accuracy")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides.get("target_accuracy") == "none":
+        overrides["target_accuracy"] = None
+    spec = make_spec(args.preset, **overrides)
+    frameworks = backends.parse_frameworks(args.framework)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    platform = platforms.resolve(args.platform)
+    device = platforms.device_for(platform["name"], args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+
+    from runner import orchestrate
+
+    print(f"dlbench: {spec.model} on {spec.dataset}, {spec.epochs} epoch(s), spec {spec.hash[:12]};"
+          f" platform {platform['name']} ({platform['source']}), device {device}", file=sys.stderr)
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
+    outcomes, interrupted = orchestrate.run_all(
+        spec, frameworks, explicit=args.framework.strip() != "all", repeats=args.repeats, platform=platform,
+        device=device, data_dir=args.data_dir, out_dir=out, command=command)
+    for o in outcomes:
+        print(f"{o.framework}: {o.status} -> {o.path}")
+    if not outcomes:
+        raise UserError("no framework is installed: pip install 'dlbench[torch]' -c constraints.txt")
+    if not args.no_table:
+        from runner import compare
+
+        records, _ = compare.load([o.path for o in outcomes])
+        print(compare.render(compare.rows(records)))
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(o.status in ("failed", "diverged", "unavailable") for o in outcomes) else 0
+
+
+def cmd_data(args) -> int:
+    from runner.data import store
+    from runner.data.catalog import DATASETS
+
+    if args.action == "fetch":
+        folder = store.ensure(args.dataset, args.data_dir)
+        print(f"{args.dataset}: all files verified in {folder}")
+        return 0
+    folder = store.folder_for(args.dataset, args.data_dir)
+    bad = 0
+    for s in store.verify(DATASETS[args.dataset], folder):
+        bad += s.state != "ok"
+        detail = "" if s.state == "ok" else f" (expected {s.file.sha256}, got {s.actual or 'no file'})"
+        print(f"{s.state:8} {folder / s.file.name}{detail}")
+    if bad:
+        print(f"dlbench: error: {bad} file(s) missing or not matching their pins; run: python -m runner"
+              f" data fetch --dataset {args.dataset}", file=sys.stderr)
+    return EXIT_FAILED if bad else 0
+
+
+def cmd_compare(args) -> int:
+    from runner import compare
+
+    try:
+        records, skipped = compare.load(args.paths)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    for path, reason in skipped:
+        print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
+    if skipped:
+        print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
+    print(compare.render(compare.rows(records), args.format))
+    return 0
+
+
+def cmd_probe(args) -> int:
+    import json
+
+    from runner import probe
+
+    info = probe.probe()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    hw, env, sw = info["hardware"], info["environment"], info["software"]
+    gib = f"{hw['memory_bytes'] / 2**30:.1f} GiB" if hw["memory_bytes"] else None
+    lines = [("platform", f"{info['platform']['name']} ({info['platform']['source']})"), ("cpu", hw["cpu"]),
+             ("cores", f"{hw['cores']} physical, {hw['logical_cores']} logical"), ("memory", gib),
+             ("gpus", ", ".join(g["name"] for g in hw["gpus"]) or "none"), ("os", env["os"]),
+             ("python", sw["python"]),
+             ("frameworks", ", ".join(f"{k} {v}" for k, v in sw["packages"].items()
+                                      if k in ("torch", "tensorflow", "tensorflow-cpu", "jax", "juliacall")) or "none")]
+    for key, reason in {**hw["errors"], **env["errors"]}.items():
+        lines.append((f"({key})", reason))
+    width = max(len(k) for k, _ in lines)
+    print("\n".join(f"{k:<{width}}  {v if v is not None else 'unknown'}" for k, v in lines))
+    return 0

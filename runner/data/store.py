@@ -1,0 +1,159 @@
+"""The dataset store: a folder of verified IDX files, filled from the sources on demand.
+
+    python -m runner data fetch --dataset mnist [--data-dir DIR]
+    python -m runner data verify --dataset mnist [--data-dir DIR]
+
+The folder is `--data-dir`, else $DLBENCH_DATA_DIR, else the platformdirs user cache. Every payload
+is checked against its pin when fetched and again when a run loads it: no training step ever sees
+unverified bytes. A corrupt or truncated file is fetched again; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runner import atomic
+from runner.data import idx, sources
+from runner.data.catalog import DATASETS, DatasetInfo, FileInfo
+from runner.errors import DataError
+
+PROVENANCE = "SOURCES.json"  # which source supplied each file, for the record
+
+
+def cache_root() -> Path:
+    if os.environ.get("DLBENCH_CACHE_DIR"):
+        return Path(os.environ["DLBENCH_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dlbench"))
+
+
+def folder_for(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("DLBENCH_DATA_DIR"):
+        return Path(os.environ["DLBENCH_DATA_DIR"]).expanduser()
+    return cache_root() / "datasets" / dataset
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    file: FileInfo
+    state: str            # ok | missing | mismatch
+    actual: str | None    # sha256 of what is there, if anything
+
+
+def verify(info: DatasetInfo, folder: Path) -> list[FileStatus]:
+    out = []
+    for f in info.files:
+        path = folder / f.name
+        if not path.is_file():
+            out.append(FileStatus(f, "missing", None))
+            continue
+        actual = sha256_file(path)
+        out.append(FileStatus(f, "ok" if actual == f.sha256 else "mismatch", actual))
+    return out
+
+
+def ensure(dataset: str, data_dir=None, log=None) -> Path:
+    """Make `folder_for(dataset, data_dir)` hold the four verified files; return the folder.
+
+    Raises DataError naming the file and both hashes if no source gives good bytes.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    info = DATASETS[dataset]
+    folder = folder_for(dataset, data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in verify(info, folder) if s.state != "ok"]
+    if not todo:
+        return folder
+    chain = sources.chain(info, folder, cache_root() / "downloads")
+    provenance = read_provenance(folder)
+    for status in todo:
+        if status.state == "mismatch":
+            log(f"{folder / status.file.name}: sha256 {status.actual} does not match the pin"
+                f" {status.file.sha256}; fetching it again")
+        provenance[status.file.name] = _fetch_one(status, chain, folder)
+        log(f"{dataset}/{status.file.name}: verified, from {provenance[status.file.name]}")
+    atomic.write_bytes(folder / PROVENANCE, json.dumps(provenance, indent=1).encode(), replace=True)
+    return folder
+
+
+def _fetch_one(status: FileStatus, chain: list, folder: Path) -> str:
+    f, tried = status.file, []
+    for source in chain:
+        try:
+            payload = source.fetch(f)
+        except sources.SourceUnavailable as e:
+            tried.append(f"{source.label}: {e}")
+            continue
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != f.sha256:
+            tried.append(f"{source.label}: sha256 {actual}")
+            continue
+        atomic.write_bytes(folder / f.name, payload, replace=True)
+        return source.label
+    raise DataError(f"{f.name}: expected sha256 {f.sha256}, got {status.actual or 'no file'};"
+                    f" no source gave good bytes ({'; '.join(tried)})")
+
+
+def read_provenance(folder: Path) -> dict[str, str]:
+    try:
+        return dict(json.loads((folder / PROVENANCE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+@dataclass
+class Arrays:
+    """Verified dataset arrays, cut to the spec's limits."""
+
+    train_x: np.ndarray   # (N, 28, 28) uint8
+    train_y: np.ndarray   # (N,) uint8
+    test_x: np.ndarray
+    test_y: np.ndarray
+    sha256: dict[str, str]
+    origin: dict[str, str]
+
+
+def load(dataset: str, folder: Path, limit_train: int | None = None, limit_test: int | None = None) -> Arrays:
+    """Read the four files from `folder`, check each against its pin, parse, cut to the limits."""
+    info = DATASETS[dataset]
+    arrays, hashes = [], {}
+    for f in info.files:
+        path = folder / f.name
+        try:
+            payload = path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e.strerror}); run: python -m runner data fetch"
+                            f" --dataset {dataset}") from None
+        actual = hashlib.sha256(payload).hexdigest()
+        if actual != f.sha256:
+            raise DataError(f"{path}: expected sha256 {f.sha256}, got {actual}")
+        hashes[f.name] = actual
+        arrays.append(idx.parse(payload, str(path)))
+    train_x, train_y, test_x, test_y = arrays
+    return Arrays(train_x[:limit_train], train_y[:limit_train], test_x[:limit_test], test_y[:limit_test],
+                  hashes, read_provenance(folder))
+
+
+def normalize(images: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """uint8 pixels -> float32 (x/255 - mean)/std, in float32 throughout so every backend gets the
+    same bits."""
+    x = images.astype(np.float32) / np.float32(255)
+    return (x - np.float32(mean)) / np.float32(std)

@@ -1,0 +1,17 @@
+"""Errors a user can act on: the CLI prints them as one line and exits 2."""
+
+
+class UserError(Exception):
+    """Bad input or an unmet precondition; the message is the whole explanation."""
+
+
+class SpecError(UserError):
+    """The requested workload is not a valid spec."""
+
+
+class DataError(UserError):
+    """Dataset bytes are missing, malformed or do not match their pins."""
+
+
+class RecordError(Exception):
+    """A file is not a readable record of a schema version this dlbench understands."""

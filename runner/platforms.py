@@ -1,0 +1,62 @@
+"""Which platform a run is on: --platform, else $DLBENCH_PLATFORM, else detection.
+
+    python -m runner run --platform m1
+    DLBENCH_PLATFORM=cuda python -m runner run
+
+The record keeps both the name and how it was decided (platform.source: flag | env | detected).
+"""
+
+from __future__ import annotations
+
+import os
+import platform as _platform
+import sys
+from pathlib import Path
+
+from runner.errors import UserError
+
+# name -> the device a run on it asks its framework for when --device is not given
+PLATFORMS: dict[str, str] = {
+    "local": "auto",    # a plain machine, nothing else detected
+    "cpu": "cpu",       # any machine, forced onto the CPU
+    "cuda": "cuda",     # a GPU box or cloud VM (e.g. Jetstream)
+    "docker": "auto",   # inside a Docker/podman container (dlbench:cuda, dlbench:cpu)
+    "m1": "mps",        # Apple Silicon laptop: PyTorch on MPS, tensorflow-metal, jax-metal
+    "colab": "auto",
+    "kaggle": "auto",
+    "slurm": "auto",    # a task of a Slurm job (array)
+}
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def detect(environ=os.environ) -> str:
+    if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ:
+        return "colab"
+    if "KAGGLE_KERNEL_RUN_TYPE" in environ or "KAGGLE_URL_BASE" in environ:
+        return "kaggle"
+    if "SLURM_JOB_ID" in environ:
+        return "slurm"
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        return "docker"
+    if sys.platform == "darwin" and _platform.machine() == "arm64":
+        return "m1"
+    return "local"
+
+
+def resolve(flag: str | None, environ=os.environ) -> dict[str, str]:
+    """{'name', 'source'} for the run's platform; UserError for a name dlbench does not know."""
+    if flag:
+        name, source = flag, "flag"
+    elif environ.get("DLBENCH_PLATFORM"):
+        name, source = environ["DLBENCH_PLATFORM"], "env"
+    else:
+        name, source = detect(environ), "detected"
+    if name not in PLATFORMS:
+        where = "--platform" if source == "flag" else "DLBENCH_PLATFORM"
+        raise UserError(f"unknown platform {name!r} from {where} (choose from {', '.join(PLATFORMS)})")
+    return {"name": name, "source": source}
+
+
+def device_for(platform_name: str, device_flag: str | None) -> str:
+    return device_flag or PLATFORMS[platform_name]

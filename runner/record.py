@@ -1,0 +1,83 @@
+"""Run records: one versioned JSON file per run, validated on write and on read.
+
+    python -m runner run --out results/        # writes them
+    python -m runner compare results/          # reads them
+
+Files are written atomically under a unique name and never overwritten. Older schema versions are
+upgraded on read; a record from a newer dlbench is refused with a clear reason.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from runner import atomic
+from runner.errors import RecordError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target")
+COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
+
+# v(N) -> v(N+1) converters; read() applies them in turn. Empty while there is only v1.
+UPGRADES: dict[int, callable] = {}
+
+
+@lru_cache(maxsize=None)
+def _validator():
+    import jsonschema  # imported on first use: keeps `--help` fast
+
+    schema = json.loads(resources.files("runner").joinpath(f"schemas/record.v{SCHEMA_VERSION}.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(record: dict) -> None:
+    """Raise RecordError with the first schema violation, if any."""
+    error = next(iter(sorted(_validator().iter_errors(record), key=lambda e: list(e.path))), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        raise RecordError(f"record does not match schema v{SCHEMA_VERSION} at {where}: {error.message}")
+
+
+def upgrade(record: dict) -> dict:
+    """Bring a record of an older schema version up to SCHEMA_VERSION."""
+    version = record.get("schema_version")
+    if not isinstance(version, int):
+        raise RecordError("not a dlbench record (no integer schema_version)")
+    if version > SCHEMA_VERSION:
+        raise RecordError(f"schema version {version} is newer than this dlbench reads ({SCHEMA_VERSION}); upgrade dlbench")
+    while version < SCHEMA_VERSION:
+        if version not in UPGRADES:
+            raise RecordError(f"no upgrade from schema version {version}")
+        record = UPGRADES[version](record)
+        version = record["schema_version"]
+    return record
+
+
+def filename(record: dict) -> str:
+    stamp = record["created_utc"].replace("-", "").replace(":", "")
+    device = record["device"]["kind"] or record["device"]["requested"]
+    return f"{stamp}-{record['framework']['name']}-{device}-{record['run_id'][:12]}.json"
+
+
+def write(record: dict, out_dir: Path) -> Path:
+    """Validate and write `record` into `out_dir`; never replaces an existing file."""
+    validate(record)
+    data = (json.dumps(record, indent=1, allow_nan=False) + "\n").encode()
+    return atomic.write_bytes(Path(out_dir) / filename(record), data, replace=False)
+
+
+def read(path: Path) -> dict:
+    """Load, upgrade and validate one record; RecordError for anything that is not a good record."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RecordError(f"unreadable JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict):
+        raise RecordError("not a dlbench record (not a JSON object)")
+    record = upgrade(record)
+    validate(record)
+    return record

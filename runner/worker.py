@@ -1,0 +1,158 @@
+"""One run in a process of its own: python -m runner.worker REQUEST.json
+
+`python -m runner run` writes REQUEST.json (spec, framework, device, platform, hardware, data folder,
+output folder) and starts one worker per framework and repeat, so frameworks never share thread pools
+or device memory and a crash in one never takes down the rest.
+
+Whatever happens, the worker leaves one record: ok, below_target, diverged, failed, unavailable or
+interrupted (Ctrl-C / SIGTERM, with the epochs it finished), and exits with a status-specific code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+EXIT_CODES = {"ok": 0, "below_target": 0, "failed": 1, "unavailable": 3, "diverged": 4, "interrupted": 130}
+
+
+class Interrupted(BaseException):
+    """Raised from a signal handler; BaseException so no `except Exception` swallows it."""
+
+
+def _on_signal(signum, frame):
+    # Further signals must not interrupt the record write that follows.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def skeleton(req: dict, spec) -> dict:
+    """Every key of the record, filled with what is known before anything runs."""
+    from runner import probe
+
+    return {
+        "schema_version": 1,
+        "run_id": req.get("run_id") or uuid.uuid4().hex,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": "failed",
+        "error": None,
+        "command": req["command"],
+        "repeat": {"index": req["repeat"], "of": req["repeats"]},
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash,
+        "framework": {"name": req["framework"], "version": None},
+        "device": {"kind": None, "name": None, "requested": req["device"]},
+        "platform": req["platform"],
+        "hardware": req["hardware"],
+        "software": probe.software(),
+        "environment": {"load_avg_start": _load(), "load_avg_end": None,
+                        "thread_env": {k: os.environ[k] for k in probe.THREAD_VARS if k in os.environ}},
+        "data": {"dataset": spec.dataset, "source": req["data_source"], "origin": {}, "sha256": {},
+                 "verified": False, "n_train": spec.n_train, "n_test": spec.n_test},
+        "timing": {"wall_s": None, "data_load_s": None, "setup_s": None},
+        "metrics": {},
+    }
+
+
+def _load():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run(req: dict, started: float) -> tuple[dict, Path]:
+    from runner import backends, harness, reference
+    from runner.backends.base import FrameworkUnavailable
+    from runner.data import store
+    from runner.progress import EpochLines
+    from runner.spec import Spec
+
+    spec = Spec.from_dict(req["spec"])
+    rec = skeleton(req, spec)
+    log = harness.TrainLog()
+    timing = rec["timing"]
+    try:
+        t0 = time.perf_counter()
+        arrays = store.load(spec.dataset, Path(req["data_dir"]), spec.limit_train, spec.limit_test)
+        train_x = store.normalize(arrays.train_x, spec.norm_mean, spec.norm_std)
+        test_x = store.normalize(arrays.test_x, spec.norm_mean, spec.norm_std)
+        timing["data_load_s"] = time.perf_counter() - t0
+        rec["data"].update(origin=arrays.origin, sha256=arrays.sha256, verified=True)
+
+        t0 = time.perf_counter()
+        backend = backends.load(req["framework"])(spec, req["device"])
+        info = backend.info()
+        rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req["device"]}
+        rec["device"]["name"] = rec["device"]["name"] or rec["hardware"].get("cpu")
+        backend.setup(reference.initial_params(spec), train_x, arrays.train_y, test_x, arrays.test_y)
+        backend.synchronize()
+        timing["setup_s"] = time.perf_counter() - t0
+
+        label = f"{req['framework']}/{rec['device']['kind']}"
+        if req["repeats"] > 1:
+            label += f" #{req['repeat'] + 1}/{req['repeats']}"
+        harness.train(spec, backend, log, on_epoch=EpochLines(spec, label))
+        target = spec.target_accuracy
+        best = max(log.test_accuracy, default=0.0)
+        rec["status"] = "below_target" if target is not None and best < target else "ok"
+    except FrameworkUnavailable as e:
+        rec["status"], rec["error"] = "unavailable", f"{e} (install: {backends.install_hint(req['framework'])})"
+    except (Interrupted, KeyboardInterrupt) as e:
+        rec["status"] = "interrupted"
+        rec["error"] = f"interrupted by {e or 'SIGINT'} after {log.epochs_completed} epoch(s)"
+    except harness.Diverged as e:
+        rec["status"], rec["error"] = "diverged", str(e)
+    except Exception as e:
+        traceback.print_exc()
+        rec["status"], rec["error"] = "failed", f"{type(e).__name__}: {e}".strip()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return rec, finish(rec, spec, log, Path(req["out_dir"]), wall_s=time.time() - started)
+
+
+def finish(rec: dict, spec, log, out_dir: Path, wall_s: float | None) -> Path:
+    """Fill the derived timing and metrics from `log` and write the record."""
+    from runner import harness, record
+
+    timing, rec["metrics"] = harness.summarize(spec, log)
+    rec["timing"].update(timing, wall_s=wall_s)
+    rec["environment"]["load_avg_end"] = _load()
+    return record.write(rec, out_dir)
+
+
+def _process_start() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().create_time()  # includes interpreter start and imports
+    except Exception:
+        return time.time()
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = _process_start()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m runner.worker REQUEST.json", file=sys.stderr)
+        return 2
+    req = json.loads(Path(argv[0]).read_text())
+    rec, path = run(req, started)
+    if rec["error"]:
+        print(f"[{req['framework']}] {rec['status']}: {rec['error']}", file=sys.stderr)
+    return EXIT_CODES[rec["status"]]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
