@@ -141,7 +141,7 @@ def _display(row: dict) -> dict:
         "1st epoch s": _num(row["first_epoch_s"], ".2f"), "compile s": _num(row["compile_s"], ".2f"),
         "img/s": _num(row["images_per_s"], ",.0f"),
         "final acc %": pct(row["final_test_accuracy"]), "best acc %": pct(row["best_test_accuracy"]),
-        f"s to {_num(None if target is None else 100 * target, 'g')}%": ttt,
+        ("s to target" if target is None else f"s to {100 * target:g}%"): ttt,
     }
 
 

@@ -82,18 +82,16 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
     timing = rec["timing"]
     try:
         t0 = time.perf_counter()
-        arrays = store.load(spec.dataset, Path(req["data_dir"]), spec.limit_train, spec.limit_test)
-        train_x = store.normalize(arrays.train_x, spec.norm_mean, spec.norm_std)
-        test_x = store.normalize(arrays.test_x, spec.norm_mean, spec.norm_std)
+        data = store.load_for(spec, Path(req["data_dir"]))
         timing["data_load_s"] = time.perf_counter() - t0
-        rec["data"].update(origin=arrays.origin, sha256=arrays.sha256, verified=True)
+        rec["data"].update(origin=data.origin, sha256=data.sha256, verified=True)
 
         t0 = time.perf_counter()
         backend = backends.load(req["framework"])(spec, req["device"])
         info = backend.info()
         rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req["device"]}
         rec["device"]["name"] = rec["device"]["name"] or rec["hardware"].get("cpu")
-        backend.setup(reference.initial_params(spec), train_x, arrays.train_y, test_x, arrays.test_y)
+        backend.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
         backend.synchronize()
         timing["setup_s"] = time.perf_counter() - t0
 

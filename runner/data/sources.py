@@ -29,28 +29,21 @@ class SourceUnavailable(Exception):
     pass
 
 
-def _gunzip_or_raw(folder: Path, name: str) -> bytes:
-    if (folder / name).is_file():
-        return (folder / name).read_bytes()
-    if (folder / f"{name}.gz").is_file():
-        try:
-            return gzip.decompress((folder / f"{name}.gz").read_bytes())
-        except (OSError, EOFError) as e:
-            raise SourceUnavailable(f"{name}.gz is not a valid gzip file ({e})") from e
-    raise SourceUnavailable(f"no {name}[.gz] in {folder}")
-
-
 class FolderSource:
-    """Files (raw or .gz) in a local folder: a user's download or a distribution package."""
+    """`<name>.gz` files in a local folder: a user's download from a mirror, or a distribution
+    package. (The folder's uncompressed files are what the store verifies, not a source.)"""
 
     def __init__(self, folder: Path, label: str, hint: str = ""):
         self.folder, self.label, self.hint = Path(folder), label, hint
 
     def fetch(self, f: FileInfo) -> bytes:
+        path = self.folder / f"{f.name}.gz"
+        if not path.is_file():
+            raise SourceUnavailable(f"no {path}{'; ' + self.hint if self.hint else ''}")
         try:
-            return _gunzip_or_raw(self.folder, f.name)
-        except SourceUnavailable as e:
-            raise SourceUnavailable(f"{e}{'; ' + self.hint if self.hint else ''}") from None
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as e:
+            raise SourceUnavailable(f"{path} is not a valid gzip file ({e})") from e
 
 
 class MirrorSource:
@@ -179,7 +172,7 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def chain(info: DatasetInfo, folder: Path, downloads: Path) -> list:
-    """Sources for `info` in the order DESIGN.md gives: the folder's own .gz files, the public
+    """Sources for `info` in the order DESIGN.md gives: .gz files in the folder itself, the public
     mirrors, then the dataset's offline source."""
     sources: list = [FolderSource(folder, f"folder {folder}")]
     sources += [MirrorSource(url) for url in info.mirrors]

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +123,7 @@ def read_provenance(folder: Path) -> dict[str, str]:
 class Arrays:
     """Verified dataset arrays, cut to the spec's limits."""
 
-    train_x: np.ndarray   # (N, 28, 28) uint8
+    train_x: np.ndarray   # (N, 28, 28) uint8, or float32 once normalized (load_for)
     train_y: np.ndarray   # (N,) uint8
     test_x: np.ndarray
     test_y: np.ndarray
@@ -150,6 +150,14 @@ def load(dataset: str, folder: Path, limit_train: int | None = None, limit_test:
     train_x, train_y, test_x, test_y = arrays
     return Arrays(train_x[:limit_train], train_y[:limit_train], test_x[:limit_test], test_y[:limit_test],
                   hashes, read_provenance(folder))
+
+
+def load_for(spec, folder: Path) -> Arrays:
+    """The spec's data from `folder`: verified, cut to the spec's limits, images normalized to
+    float32 (N, 28, 28) once, here, so every backend receives the same bits."""
+    a = load(spec.dataset, folder, spec.limit_train, spec.limit_test)
+    return replace(a, train_x=normalize(a.train_x, spec.norm_mean, spec.norm_std),
+                   test_x=normalize(a.test_x, spec.norm_mean, spec.norm_std))
 
 
 def normalize(images: np.ndarray, mean: float, std: float) -> np.ndarray:

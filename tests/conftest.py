@@ -1,0 +1,50 @@
+"""Shared test setup: every cache in a temp dir, a synthetic dataset folder, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORK_MODULES = ("torch", "tensorflow", "keras", "jax", "flax", "juliacall")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_caches(tmp_path_factory):
+    """Keep dlbench's and frameworks' caches out of the user's home."""
+    tmp = tmp_path_factory.mktemp("caches")
+    saved = dict(os.environ)
+    os.environ.update(DLBENCH_CACHE_DIR=str(tmp / "dlbench"), DLBENCH_OFFLINE="1",
+                      XDG_CACHE_HOME=str(tmp / "xdg"), TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"))
+    os.environ.pop("DLBENCH_DATA_DIR", None)
+    os.environ.pop("DLBENCH_PLATFORM", None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory, _isolated_caches) -> Path:
+    """A folder holding the verified synthetic IDX dataset."""
+    from runner.data import store
+
+    return store.ensure("synthetic", tmp_path_factory.mktemp("synthetic"), log=lambda m: None)
+
+
+def run_cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m runner ARGS` in a subprocess, as a user would type it."""
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+needs_torch = pytest.mark.skipif(not has_torch(), reason="PyTorch is not installed: pip install 'dlbench[torch]'")

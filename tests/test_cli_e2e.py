@@ -1,0 +1,205 @@
+"""The command line as a user runs it: real subprocesses, real PyTorch, real records."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FRAMEWORK_MODULES, ROOT, needs_torch, run_cli
+from runner import record
+
+
+def _records(folder):
+    return [record.read(p) for p in sorted(folder.glob("*.json"))]
+
+
+def test_no_framework_is_imported_with_the_package():
+    code = ("import sys, runner, runner.cli, runner.spec, runner.compare, runner.record, runner.backends,"
+            " runner.orchestrate, runner.worker, runner.harness, runner.data.store, runner.probe;"
+            " runner.cli.build_parser();"
+            f" print([m for m in {FRAMEWORK_MODULES!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_the_subcommands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for word in ("run", "data", "compare", "probe"):
+        assert word in out.stdout
+    assert "--limit-train" in run_cli("run", "--help").stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
+    (["run", "--framework", "caffe"], "unknown framework caffe"),
+    (["run", "--limit-train", "99999", "--dataset", "synthetic"], "exceeds the 4096 samples of synthetic"),
+    (["run", "--repeats", "0"], "--repeats must be >= 1"),
+    (["compare", "/nonexistent/records"], "no such file or folder"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    out = run_cli(*args)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"dlbench: error: {message}" or message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_platform_from_env_is_refused():
+    out = run_cli("run", "--preset", "smoke", env={**os.environ, "DLBENCH_PLATFORM": "toaster"})
+    assert out.returncode == 2 and "unknown platform 'toaster' from DLBENCH_PLATFORM" in out.stderr
+
+
+@needs_torch
+@pytest.mark.slow
+def test_smoke_run_writes_one_valid_record(tmp_path, synthetic_dir):
+    out = run_cli("run", "--framework", "torch", "--preset", "smoke", "--dataset", "synthetic",
+                  "--data-dir", synthetic_dir, "--out", tmp_path, "--platform", "cpu")
+    assert out.returncode == 0, out.stderr
+    (rec,) = _records(tmp_path)
+    assert rec["status"] == "ok" and rec["error"] is None
+    assert rec["framework"]["name"] == "torch" and rec["device"]["kind"] == "cpu"
+    assert rec["platform"] == {"name": "cpu", "source": "flag"}
+    assert rec["data"]["verified"] and rec["data"]["source"] == "folder" and rec["data"]["n_train"] == 2048
+    assert rec["spec"]["epochs"] == 1 and rec["spec"]["limit_train"] == 2048
+    assert rec["metrics"]["epochs_completed"] == 1 and len(rec["timing"]["epoch_train_s"]) == 1
+    assert 0 < rec["metrics"]["train_loss"][0] < 2.31  # below ln(10): it learned something
+    assert rec["metrics"]["images_per_s"] > 0 and rec["timing"]["wall_s"] > rec["timing"]["total_train_s"]
+    assert "epoch 1/1" in out.stderr and "ETA" in out.stderr
+    assert "| torch 2.13.0" in out.stdout or "| torch " in out.stdout
+
+
+@needs_torch
+@pytest.mark.slow
+def test_repeats_make_one_record_each_and_one_row(tmp_path, synthetic_dir):
+    out = run_cli("run", "--framework", "torch", "--dataset", "synthetic", "--epochs", "2", "--limit-train", "512",
+                  "--limit-test", "256", "--repeats", "2", "--data-dir", synthetic_dir, "--out", tmp_path)
+    assert out.returncode == 0, out.stderr
+    recs = _records(tmp_path)
+    assert sorted(r["repeat"]["index"] for r in recs) == [0, 1] and len({r["run_id"] for r in recs}) == 2
+    assert out.stdout.count("| torch") == 1 and "2/2" in out.stdout
+    compared = run_cli("compare", tmp_path, "--format", "json")
+    (row,) = json.loads(compared.stdout)
+    assert row["runs"] == 2 and row["steady_epoch_s"] is not None
+
+
+def _start_long_run(tmp_path, synthetic_dir, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "--framework", "torch", "--dataset", "synthetic",
+         "--epochs", "200", "--data-dir", str(synthetic_dir), "--out", str(tmp_path), "--no-table"],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kwargs)
+
+
+def _wait_for_epoch(proc, n=1, timeout=120):
+    deadline = time.monotonic() + timeout
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if f"epoch {n:>3}/200" in line:
+            return seen
+        assert time.monotonic() < deadline, "".join(seen)
+    raise AssertionError("run ended early:\n" + "".join(seen))
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM to the runner", "Ctrl-C to the process group"])
+def test_interruption_leaves_an_interrupted_record(tmp_path, synthetic_dir, how):
+    proc = _start_long_run(tmp_path, synthetic_dir, start_new_session=True)
+    try:
+        _wait_for_epoch(proc, 2)
+        if how.startswith("SIGTERM"):
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130
+    (rec,) = _records(tmp_path)
+    assert rec["status"] == "interrupted" and "interrupted by SIG" in rec["error"]
+    assert 2 <= rec["metrics"]["epochs_completed"] < 200
+    assert len(rec["metrics"]["test_accuracy"]) == rec["metrics"]["epochs_completed"]
+
+
+@needs_torch
+@pytest.mark.slow
+def test_divergence_stops_the_run(tmp_path, synthetic_dir):
+    out = run_cli("run", "--framework", "torch", "--dataset", "synthetic", "--epochs", "5", "--lr", "1e12",
+                  "--data-dir", synthetic_dir, "--out", tmp_path)
+    assert out.returncode == 1
+    (rec,) = _records(tmp_path)
+    assert rec["status"] == "diverged" and "training loss is nan" in rec["error"]
+    assert rec["metrics"]["train_loss"][-1] is None and len(rec["metrics"]["train_loss"]) < 5
+
+
+@needs_torch
+@pytest.mark.slow
+def test_unavailable_device_gives_an_unavailable_record(tmp_path, synthetic_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = run_cli("run", "--framework", "torch", "--device", "cuda", "--preset", "smoke", "--dataset", "synthetic",
+                  "--data-dir", synthetic_dir, "--out", tmp_path, "--repeats", "3")
+    assert out.returncode == 1
+    (rec,) = _records(tmp_path)  # one record, not three: the next repeats would fail the same way
+    assert rec["status"] == "unavailable" and "device cuda requested" in rec["error"] and "install" in rec["error"]
+
+
+@needs_torch
+def test_worker_refuses_unverified_data_and_records_why(tmp_path, synthetic_dir):
+    """No training step on bad bytes, even if the data changed after the parent checked it."""
+    from runner import probe
+    from runner.spec import make_spec
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for f in synthetic_dir.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    labels = folder / "train-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x09")
+    spec = make_spec("smoke", dataset="synthetic")
+    req = {"run_id": "a" * 32, "spec": spec.to_dict(), "framework": "torch", "device": "cpu",
+           "platform": {"name": "cpu", "source": "flag"}, "hardware": probe.hardware(), "data_dir": str(folder),
+           "data_source": "folder", "out_dir": str(tmp_path / "out"), "command": "test", "repeat": 0, "repeats": 1}
+    (tmp_path / "req.json").write_text(json.dumps(req))
+    out = subprocess.run([sys.executable, "-m", "runner.worker", str(tmp_path / "req.json")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    (rec,) = _records(tmp_path / "out")
+    assert rec["status"] == "failed" and "train-labels-idx1-ubyte: expected sha256" in rec["error"]
+    assert rec["data"]["verified"] is False and rec["metrics"]["epochs_completed"] == 0
+
+
+def test_data_fetch_and_verify(tmp_path):
+    out = run_cli("data", "fetch", "--dataset", "synthetic", "--data-dir", tmp_path)
+    assert out.returncode == 0 and "all files verified" in out.stdout
+    assert run_cli("data", "verify", "--dataset", "synthetic", "--data-dir", tmp_path).returncode == 0
+    (tmp_path / "t10k-images-idx3-ubyte").unlink()
+    out = run_cli("data", "verify", "--dataset", "synthetic", "--data-dir", tmp_path)
+    assert out.returncode == 1 and "missing" in out.stdout and "1 file(s) missing" in out.stderr
+
+
+def test_compare_cli_skips_garbage_with_a_warning(tmp_path):
+    from records import make_record
+
+    record.write(make_record(steady=1.5), tmp_path)
+    (tmp_path / "junk.json").write_text("{")
+    out = run_cli("compare", tmp_path)
+    assert out.returncode == 0
+    assert "1.50" in out.stdout and "skipped" in out.stderr and "1 file(s) skipped" in out.stderr
+
+
+def test_probe_reports_this_machine():
+    out = run_cli("probe", "--json")
+    assert out.returncode == 0
+    info = json.loads(out.stdout)
+    assert info["hardware"]["cores"] >= 1 and info["hardware"]["memory_bytes"] > 0
+    if not info["hardware"]["gpus"]:  # no GPU here: null-ish and a reason, never a guess
+        assert "gpus" in info["hardware"]["errors"]
+    assert run_cli("probe").returncode == 0

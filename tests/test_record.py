@@ -1,0 +1,100 @@
+import json
+import re
+
+import pytest
+
+from records import BASE, make_record
+from runner import record
+from runner.errors import RecordError
+
+# The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
+TOP_KEYS = {"schema_version", "run_id", "created_utc", "status", "error", "command", "repeat", "spec",
+            "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
+            "timing", "metrics"}
+TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
+               "epoch_train_s", "eval_s", "total_train_s", "train_fn_s"}
+METRICS_KEYS = {"epochs_completed", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
+                "final_test_accuracy", "best_train_accuracy", "mean_train_loss", "time_to_target_s",
+                "target_epoch", "images_per_s"}
+DATA_KEYS = {"dataset", "source", "origin", "sha256", "verified", "n_train", "n_test"}
+
+
+def _schema():
+    from importlib import resources
+
+    return json.loads(resources.files("runner").joinpath("schemas/record.v1.json").read_text())
+
+
+def test_schema_pins_the_key_set():
+    schema = _schema()
+    assert set(schema["properties"]) == set(schema["required"]) == TOP_KEYS
+    for section, keys in (("timing", TIMING_KEYS), ("metrics", METRICS_KEYS), ("data", DATA_KEYS)):
+        assert set(schema["properties"][section]["required"]) == set(schema["properties"][section]["properties"]) == keys
+        assert schema["properties"][section]["additionalProperties"] is False
+    assert set(schema["properties"]["status"]["enum"]) == set(record.STATUSES)
+
+
+def test_a_real_record_meets_the_contract():
+    record.validate(BASE)
+    assert set(BASE) == TOP_KEYS and set(BASE["timing"]) == TIMING_KEYS and set(BASE["metrics"]) == METRICS_KEYS
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda r: r.pop("spec_hash"), "(top)"),
+    (lambda r: r.update(extra=1), "(top)"),
+    (lambda r: r.update(status="great"), "status"),
+    (lambda r: r["timing"].pop("compile_s"), "timing"),
+    (lambda r: r["metrics"].update(test_accuracy="high"), "metrics/test_accuracy"),
+    (lambda r: r["data"].update(verified="yes"), "data/verified"),
+])
+def test_schema_rejects_bad_records(mutate, where):
+    r = make_record()
+    mutate(r)
+    with pytest.raises(RecordError, match=re.escape(f"at {where}:")):
+        record.validate(r)
+
+
+def test_write_is_atomic_and_never_overwrites(tmp_path):
+    r = make_record()
+    path = record.write(r, tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        record.write(r, tmp_path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+    assert record.read(path) == r
+
+
+def test_write_refuses_an_invalid_record(tmp_path):
+    r = make_record()
+    r["status"] = "meh"
+    with pytest.raises(RecordError):
+        record.write(r, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_refuses_garbage_foreign_and_future_files(tmp_path):
+    cases = {"garbage.json": "{not json", "list.json": "[1, 2]", "foreign.json": '{"name": "x"}',
+             "future.json": json.dumps({**make_record(), "schema_version": 99})}
+    reasons = {}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(RecordError) as e:
+            record.read(tmp_path / name)
+        reasons[name] = str(e.value)
+    assert "unreadable JSON" in reasons["garbage.json"]
+    assert "not a JSON object" in reasons["list.json"]
+    assert "no integer schema_version" in reasons["foreign.json"]
+    assert "newer than this dlbench reads" in reasons["future.json"]
+
+
+def test_upgrade_applies_converters_in_turn(monkeypatch):
+    v0 = {k: v for k, v in make_record().items() if k != "command"}
+    v0["schema_version"] = 0
+    monkeypatch.setitem(record.UPGRADES, 0, lambda r: {**r, "schema_version": 1, "command": "(unknown)"})
+    upgraded = record.upgrade(v0)
+    record.validate(upgraded)
+    assert upgraded["command"] == "(unknown)"
+    monkeypatch.delitem(record.UPGRADES, 0)
+    with pytest.raises(RecordError, match="no upgrade from schema version 0"):
+        record.upgrade(v0)
