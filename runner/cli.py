@@ -12,6 +12,7 @@ Only argparse and the spec load here: `--help` stays instant, frameworks load in
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +21,13 @@ from runner.errors import UserError
 
 SUBCOMMANDS = ("run", "data", "compare", "probe")
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"dlbench: error: {message} (see: {self.prog} --help)\n")
 
 
 def _add_run(sub) -> None:
@@ -66,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     from runner import __version__
     from runner.data.catalog import DATASETS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dlbench", description="One standard MNIST training workload, the same in every framework,"
         " timed honestly. With no subcommand, `run`.")
     parser.add_argument("--version", action="version", version=f"dlbench {__version__}")
@@ -120,9 +128,20 @@ def cmd_run(args) -> int:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     platform = platforms.resolve(args.platform)
     device = platforms.device_for(platform["name"], args.device)
+    explicit = args.framework.strip() != "all"
+    if not explicit:  # 'all' means every installed one; named ones run and report why if they can't
+        for name in [f for f in frameworks if not backends.installed(f)]:
+            print(f"[{name}] not installed, skipped ({backends.install_hint(name)})", file=sys.stderr)
+        frameworks = [f for f in frameworks if backends.installed(f)]
+        if not frameworks:
+            raise UserError(f"no framework is installed: {backends.install_hint('torch')}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"--out {out}: the folder is not writable")
 
     from runner import orchestrate
 
@@ -130,12 +149,10 @@ def cmd_run(args) -> int:
           f" platform {platform['name']} ({platform['source']}), device {device}", file=sys.stderr)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
     outcomes, interrupted = orchestrate.run_all(
-        spec, frameworks, explicit=args.framework.strip() != "all", repeats=args.repeats, platform=platform,
-        device=device, data_dir=args.data_dir, out_dir=out, command=command)
+        spec, frameworks, repeats=args.repeats, platform=platform, device=device, data_dir=args.data_dir,
+        out_dir=out, command=command)
     for o in outcomes:
         print(f"{o.framework}: {o.status} -> {o.path}")
-    if not outcomes:
-        raise UserError("no framework is installed: pip install 'dlbench[torch]' -c constraints.txt")
     if not args.no_table:
         from runner import compare
 

@@ -77,6 +77,8 @@ def summarize(spec: Spec, log: TrainLog) -> tuple[dict, dict]:
     steady_s = statistics.median(steady) if steady else None
     accs = [a for a in log.test_accuracy if a is not None]
     losses = [x for x in log.train_loss if x is not None]
+    # Time to target counts training time only (evaluation is timed apart), up to the end of the
+    # first epoch whose test accuracy reaches the spec's target.
     time_to_target = target_epoch = None
     if spec.target_accuracy is not None:
         elapsed = 0.0

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import backends, probe, record
+from runner import probe, record
 from runner.data import store
 from runner.spec import Spec
 
@@ -37,16 +37,13 @@ def _data_source(data_dir) -> str:
     return "folder" if data_dir else "env" if os.environ.get("DLBENCH_DATA_DIR") else "cache"
 
 
-def run_all(spec: Spec, frameworks: list[str], explicit: bool, repeats: int, platform: dict,
-            device: str, data_dir, out_dir: Path, command: str) -> tuple[list[Outcome], bool]:
+def run_all(spec: Spec, frameworks: list[str], repeats: int, platform: dict, device: str, data_dir,
+            out_dir: Path, command: str) -> tuple[list[Outcome], bool]:
     """Run every (framework, repeat); return the outcomes and whether the user interrupted."""
     folder = store.ensure(spec.dataset, data_dir)
     hardware = probe.hardware()
     outcomes: list[Outcome] = []
     for name in frameworks:
-        if not explicit and not backends.installed(name):
-            print(f"[{name}] not installed, skipped ({backends.install_hint(name)})", file=sys.stderr)
-            continue
         for repeat in range(repeats):
             req = {"run_id": uuid.uuid4().hex, "spec": spec.to_dict(), "framework": name, "device": device,
                    "platform": platform, "hardware": hardware, "data_dir": str(folder),
