@@ -90,12 +90,18 @@ def main() -> None:
             loader_opt.step()
         return loss.item()
 
+    def input_only_epoch(_order):
+        # The loader's own cost, no model: what the tutorial loop adds on top of the compute.
+        for _batch in loader:
+            pass
+        return float("nan")
+
     def runner_epoch(order):
         stats = runner.train_epoch(order)
         runner.synchronize()
         return float(stats.loss_sum) / stats.steps
 
-    loops = {"runner": runner_epoch, "bare": bare_epoch, "loader": loader_epoch}
+    loops = {"runner": runner_epoch, "bare": bare_epoch, "loader": loader_epoch, "input": input_only_epoch}
     times: dict[str, list[float]] = {k: [] for k in loops}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {spec.steps_per_epoch} steps/epoch,"
           f" {args.rounds} rounds (first is warm-up), DataLoader workers {args.workers}")
@@ -105,7 +111,8 @@ def main() -> None:
             t0 = time.perf_counter()
             loss = epoch(order)
             dt = time.perf_counter() - t0
-            print(f"round {r} {name:6} {dt:7.2f}s  loss {loss:.4f}{'  (warm-up)' if r == 0 else ''}", flush=True)
+            shown = "" if loss != loss else f"  loss {loss:.4f}"  # NaN: the input-only loop trains nothing
+            print(f"round {r} {name:6} {dt:7.2f}s{shown}{'  (warm-up)' if r == 0 else ''}", flush=True)
             if r:
                 times[name].append(dt)
 

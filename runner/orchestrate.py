@@ -30,7 +30,7 @@ GRACE_S = 120  # how long a signalled worker gets to write its record
 class Outcome:
     framework: str
     status: str
-    path: Path | None
+    path: Path
 
 
 def _data_source(data_dir) -> str:

