@@ -93,6 +93,21 @@ def _start_long_run(tmp_path, synthetic_dir, **kwargs):
         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kwargs)
 
 
+def _disturb_long_run(tmp_path, synthetic_dir, after_epoch, disturb, **popen):
+    """Start a 200-epoch run, call `disturb(proc)` once `after_epoch` epochs are done; return the
+    exit code and the one record the run left."""
+    proc = _start_long_run(tmp_path, synthetic_dir, **popen)
+    try:
+        _wait_for_epoch(proc, after_epoch)
+        disturb(proc)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (rec,) = _records(tmp_path)
+    return code, rec
+
+
 def _wait_for_epoch(proc, n=1, timeout=120):
     deadline = time.monotonic() + timeout
     seen = []
@@ -108,19 +123,14 @@ def _wait_for_epoch(proc, n=1, timeout=120):
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM to the runner", "Ctrl-C to the process group"])
 def test_interruption_leaves_an_interrupted_record(tmp_path, synthetic_dir, how):
-    proc = _start_long_run(tmp_path, synthetic_dir, start_new_session=True)
-    try:
-        _wait_for_epoch(proc, 2)
+    def disturb(proc):
         if how.startswith("SIGTERM"):
             proc.send_signal(signal.SIGTERM)
         else:
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    code, rec = _disturb_long_run(tmp_path, synthetic_dir, 2, disturb, start_new_session=True)
     assert code == 130
-    (rec,) = _records(tmp_path)
     assert rec["status"] == "interrupted" and "interrupted by SIG" in rec["error"]
     assert 2 <= rec["metrics"]["epochs_completed"] < 200
     assert len(rec["metrics"]["test_accuracy"]) == rec["metrics"]["epochs_completed"]
@@ -211,16 +221,11 @@ def test_a_worker_killed_outright_still_leaves_a_failed_record(tmp_path, synthet
     """SIGKILL (the OOM killer's signal) gives the worker no chance: the parent records it."""
     import psutil
 
-    proc = _start_long_run(tmp_path, synthetic_dir)
-    try:
-        _wait_for_epoch(proc, 1)
+    def kill_the_worker(proc):
         (worker,) = psutil.Process(proc.pid).children()
         worker.kill()
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    code, rec = _disturb_long_run(tmp_path, synthetic_dir, 1, kill_the_worker)
     assert code == 1
-    (rec,) = _records(tmp_path)
     assert rec["status"] == "failed" and rec["error"] == "worker process killed by SIGKILL without writing a record"
     assert rec["spec"]["epochs"] == 200 and rec["metrics"]["epochs_completed"] == 0
