@@ -51,7 +51,7 @@ def hardware_label(rec: dict) -> str:
 
 def spec_label(spec: dict) -> str:
     limits = "".join(f", {k.split('_')[1]} first {spec[k]}" for k in ("limit_train", "limit_test") if spec.get(k))
-    return (f"{spec['model']} on {spec['dataset']}{limits}: {spec['epochs']} epochs, batch {spec['batch_size']},"
+    return (f"{spec['model']} on {spec['dataset']}{limits}: {spec['epochs']} epoch{'s' * (spec['epochs'] != 1)}, batch {spec['batch_size']},"
             f" {spec['optimizer']} lr {spec['learning_rate']:g}, seed {spec['seed']}")
 
 
