@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from runner import reference
-from runner.backends.torch_backend import TorchBackend, build_model
+from runner.backends.torch_backend import TorchBackend, build_model, load_reference
 from runner.data import store
 from runner.spec import make_spec
 
@@ -45,9 +45,7 @@ class PerSampleMNIST(torch.utils.data.Dataset):
 
 def fresh_model(spec):
     model = build_model(torch, spec.model)
-    with torch.no_grad():
-        for p, ref in zip(model.parameters(), reference.initial_params(spec).values()):
-            p.copy_(torch.from_numpy(ref))
+    load_reference(torch, model, reference.initial_params(spec))
     opt = torch.optim.Adam(model.parameters(), lr=spec.learning_rate, betas=(spec.beta1, spec.beta2), eps=spec.eps)
     return model, opt
 

@@ -36,10 +36,13 @@ class _Soft:
             return None
 
 
-def _cpu_brand() -> str:
-    import cpuinfo
+def _cpu_brand() -> str | None:
+    try:
+        import cpuinfo
 
-    return cpuinfo.get_cpu_info()["brand_raw"]
+        return cpuinfo.get_cpu_info()["brand_raw"]
+    except Exception:  # py-cpuinfo missing or confused: the OS' own (often vaguer) name
+        return platform.processor() or None
 
 
 def _gpus() -> list[dict]:
@@ -70,7 +73,7 @@ def hardware() -> dict:
 
     soft = _Soft()
     out = {
-        "cpu": soft("cpu", _cpu_brand) or soft("cpu_fallback", lambda: platform.processor() or None),
+        "cpu": soft("cpu", _cpu_brand),
         "cores": soft("cores", lambda: psutil.cpu_count(logical=False)),
         "logical_cores": soft("logical_cores", lambda: psutil.cpu_count(logical=True)),
         "memory_bytes": soft("memory_bytes", lambda: int(psutil.virtual_memory().total)),
@@ -80,14 +83,25 @@ def hardware() -> dict:
     return out
 
 
+def load_avg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not on every OS
+        return None
+
+
+def thread_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+
+
 def environment() -> dict:
     soft = _Soft()
     out = {
         "hostname": soft("hostname", socket.gethostname),
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
-        "load_avg": soft("load_avg", lambda: [round(x, 2) for x in os.getloadavg()]),
-        "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+        "load_avg": load_avg(),
+        "thread_env": thread_env(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
     out["errors"] = soft.errors

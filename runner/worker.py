@@ -11,7 +11,6 @@ interrupted (Ctrl-C / SIGTERM, with the epochs it finished), and exits with a st
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -53,20 +52,13 @@ def skeleton(req: dict, spec) -> dict:
         "platform": req["platform"],
         "hardware": req["hardware"],
         "software": probe.software(),
-        "environment": {"load_avg_start": _load(), "load_avg_end": None,
-                        "thread_env": {k: os.environ[k] for k in probe.THREAD_VARS if k in os.environ}},
+        "environment": {"load_avg_start": probe.load_avg(), "load_avg_end": None,
+                        "thread_env": probe.thread_env()},
         "data": {"dataset": spec.dataset, "source": req["data_source"], "origin": {}, "sha256": {},
                  "verified": False, "n_train": spec.n_train, "n_test": spec.n_test},
         "timing": {"wall_s": None, "data_load_s": None, "setup_s": None},
         "metrics": {},
     }
-
-
-def _load():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def run(req: dict, started: float) -> tuple[dict, Path]:
@@ -120,11 +112,11 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
 
 def finish(rec: dict, spec, log, out_dir: Path, wall_s: float | None) -> Path:
     """Fill the derived timing and metrics from `log` and write the record."""
-    from runner import harness, record
+    from runner import harness, probe, record
 
     timing, rec["metrics"] = harness.summarize(spec, log)
     rec["timing"].update(timing, wall_s=wall_s)
-    rec["environment"]["load_avg_end"] = _load()
+    rec["environment"]["load_avg_end"] = probe.load_avg()
     return record.write(rec, out_dir)
 
 

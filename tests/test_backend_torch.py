@@ -47,13 +47,11 @@ def test_one_epoch_learns_and_matches_a_bare_loop(synthetic_dir):
     assert int(b.evaluate()) > 0.5 * spec.n_test
 
     # The same 10 steps, written out by hand from the same weights and batches.
-    from runner.backends.torch_backend import build_model
+    from runner.backends.torch_backend import build_model, load_reference
 
     train_x, train_y, _, _ = _data(spec, synthetic_dir)
     model = build_model(torch, "lenet5")
-    with torch.no_grad():
-        for p, ref in zip(model.parameters(), reference.initial_params(spec).values()):
-            p.copy_(torch.from_numpy(ref))
+    load_reference(torch, model, reference.initial_params(spec))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     x, y = torch.from_numpy(train_x[:, None]), torch.from_numpy(train_y.astype(np.int64))
     losses = []

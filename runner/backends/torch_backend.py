@@ -40,6 +40,16 @@ def make_loss(torch, spec: Spec):
     return torch.nn.functional.cross_entropy  # mean reduction over the batch, as the spec says
 
 
+def load_reference(torch, model, params: dict[str, np.ndarray]) -> None:
+    """Copy canonical-layout reference params over the default init. nn.Sequential yields its
+    parameters in layer order, weight before bias: the canonical order, already in torch's layout."""
+    mine = list(model.parameters())
+    assert [tuple(p.shape) for p in mine] == [a.shape for a in params.values()], "model and reference differ"
+    with torch.no_grad():
+        for p, ref in zip(mine, params.values()):
+            p.copy_(torch.from_numpy(ref))
+
+
 class TorchBackend:
     name = "torch"
 
@@ -76,15 +86,9 @@ class TorchBackend:
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
         torch, spec, dev = self.torch, self.spec, self.device
-        self.model = build_model(torch, spec.model).to(dev)
-        weighted = [m for m in self.model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-        # The reference params come in canonical order, two (weight, bias) per weighted layer,
-        # already in PyTorch's own layout: copy them over the default init.
-        arrays = list(params.values())
-        with torch.no_grad():
-            for i, module in enumerate(weighted):
-                module.weight.copy_(torch.from_numpy(arrays[2 * i]))
-                module.bias.copy_(torch.from_numpy(arrays[2 * i + 1]))
+        self.model = build_model(torch, spec.model)
+        load_reference(torch, self.model, params)
+        self.model.to(dev)
         self.optimizer = make_optimizer(torch, spec, self.model.parameters())
         self.loss_fn = make_loss(torch, spec)
         to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
