@@ -3,6 +3,7 @@
     python -m runner                               # = run: the standard workload, every installed framework
     python -m runner run --framework torch --preset smoke
     python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
+    python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
     python -m runner compare results/ [--format markdown|csv|json]
     python -m runner probe [--json]
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from runner.errors import UserError
 
-SUBCOMMANDS = ("run", "data", "compare", "probe")
+SUBCOMMANDS = ("run", "verify", "data", "compare", "probe")
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
@@ -30,19 +31,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"dlbench: error: {message} (see: {self.prog} --help)\n")
 
 
-def _add_run(sub) -> None:
+def _add_workload(p, framework_help: str) -> None:
+    """The arguments `run` and `verify` share: which frameworks, where, and which spec."""
     from runner import platforms
     from runner.data.catalog import DATASETS
     from runner.models import MODELS
     from runner.spec import PRESETS
 
-    p = sub.add_parser("run", help="run the workload (the default subcommand)",
-                       description="Run the standard workload (or a variant) on one or more frameworks,"
-                                   " one process per run; write one record per run; print the table.")
-    p.add_argument("--framework", default="all", help="one name, a comma-separated list, or 'all' (default:"
-                   " every installed framework)")
+    p.add_argument("--framework", default="all", help=framework_help)
     p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
     p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
+    p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
+                   help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
+                        " tensorflow.jit_compile=off|on, jax.loop=step|scan")
     p.add_argument("--preset", choices=list(PRESETS), default="standard",
                    help="standard: the spec as designed; smoke: 1 epoch, 2048/512 samples, no target")
     spec = p.add_argument_group("spec overrides (any override changes the spec hash)")
@@ -55,10 +56,31 @@ def _add_run(sub) -> None:
     spec.add_argument("--target-accuracy", type=_target, help="test accuracy for time-to-target, or 'none'")
     spec.add_argument("--limit-train", type=int, help="train on the first N samples only")
     spec.add_argument("--limit-test", type=int, help="evaluate on the first N samples only")
-    p.add_argument("--repeats", type=int, default=1, help="independent runs per framework (default 1)")
     p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run the workload (the default subcommand)",
+                       description="Run the standard workload (or a variant) on one or more frameworks,"
+                                   " one process per run; write one record per run; print the table.")
+    _add_workload(p, "one name, a comma-separated list, or 'all' (default: every installed framework)")
+    p.add_argument("--repeats", type=int, default=1, help="independent runs per framework (default 1)")
+    p.add_argument("--parity-steps", type=int, default=50, metavar="K",
+                   help="after training, check the first K steps against the float64 reference and record"
+                        " the result (default 50; 0 skips it)")
     p.add_argument("--out", default="results", help="folder for the records (default: results)")
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="the parity gate: same weights, batches and math in every framework",
+                       description="For every framework: load the reference weights, take the first K steps"
+                                   " of epoch 0, and compare step 1's loss, logits, gradient and updated"
+                                   " weights and every step's loss with a float64 NumPy reference. Prints a"
+                                   " table; exits 1 if any framework fails.")
+    _add_workload(p, "one name, a comma-separated list, or 'all' (default: every installed framework)")
+    p.add_argument("--steps", type=int, default=50, metavar="K", help="training steps to compare (default 50)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
 def _target(text: str):
@@ -80,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dlbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     _add_run(sub)
+    _add_verify(sub)
 
     data = sub.add_parser("data", help="fetch or verify a dataset",
                           description="Get the dataset bytes (cache/folder, public mirrors, offline"
@@ -104,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "data": cmd_data, "compare": cmd_compare, "probe": cmd_probe}[args.command](args)
+        return {"run": cmd_run, "verify": cmd_verify, "data": cmd_data, "compare": cmd_compare, "probe": cmd_probe}[args.command](args)
     except UserError as e:
         print(f"dlbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -113,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def cmd_run(args) -> int:
+def _workload(args):
+    """(spec, frameworks, platform, device, options) from the shared arguments; UserError if bad."""
     from runner import backends, platforms
     from runner.spec import make_spec
 
@@ -124,17 +148,24 @@ def cmd_run(args) -> int:
         overrides["target_accuracy"] = None
     spec = make_spec(args.preset, **overrides)
     frameworks = backends.parse_frameworks(args.framework)
-    if args.repeats < 1:
-        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     platform = platforms.resolve(args.platform)
     device = platforms.device_for(platform["name"], args.device)
-    explicit = args.framework.strip() != "all"
-    if not explicit:  # 'all' means every installed one; named ones run and report why if they can't
+    if args.framework.strip() == "all":  # every installed one; named ones run and report why if they can't
         for name in [f for f in frameworks if not backends.installed(f)]:
             print(f"[{name}] not installed, skipped ({backends.install_hint(name)})", file=sys.stderr)
         frameworks = [f for f in frameworks if backends.installed(f)]
         if not frameworks:
             raise UserError(f"no framework is installed: {backends.install_hint('torch')}")
+    options = backends.parse_option_args(args.option, frameworks)
+    return spec, frameworks, platform, device, options
+
+
+def cmd_run(args) -> int:
+    spec, frameworks, platform, device, options = _workload(args)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.parity_steps < 0:
+        raise UserError(f"--parity-steps must be >= 0, got {args.parity_steps}")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +181,7 @@ def cmd_run(args) -> int:
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
     outcomes, interrupted = orchestrate.run_all(
         spec, frameworks, repeats=args.repeats, platform=platform, device=device, data_dir=args.data_dir,
-        out_dir=out, command=command)
+        out_dir=out, command=command, options=options, parity_steps=args.parity_steps)
     for o in outcomes:
         print(f"{o.framework}: {o.status} -> {o.path}")
     if not args.no_table:
@@ -161,6 +192,24 @@ def cmd_run(args) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(o.status in ("failed", "diverged", "unavailable") for o in outcomes) else 0
+
+
+def cmd_verify(args) -> int:
+    import json
+
+    from runner import verify
+
+    spec, frameworks, _, device, options = _workload(args)
+    if args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    print(f"dlbench verify: {spec.model} on {spec.dataset}, spec {spec.hash[:12]}, device {device}",
+          file=sys.stderr)
+    results = verify.run(spec, frameworks, device, args.data_dir, args.steps, options)
+    print(json.dumps(results, indent=1) if args.json else verify.table(results))
+    explicit = args.framework.strip() != "all"
+    bad = [r for r in results if r["parity"]["status"] in ("fail", "error")
+           or (explicit and r["parity"]["status"] == "unavailable")]
+    return EXIT_FAILED if bad else 0
 
 
 def cmd_data(args) -> int:

@@ -2,8 +2,10 @@
 
     python -m runner compare results/ [more/ file.json ...] [--format markdown|csv|json]
 
-Rows group records by spec_hash x platform x hardware x framework (and version) x device; repeats
-aggregate to a median with min-max. Records with different spec hashes never share a row: each spec
+Rows group records by spec_hash x platform x hardware x framework (version, backend options) x
+device; repeats aggregate to a median with min-max. The parity column says whether the runs passed
+the parity gate (runner.parity): a FAIL row did not train the spec's workload, so its timings are
+not comparable with the others. Records with different spec hashes never share a row: each spec
 gets a table of its own. Unreadable, foreign or future-schema files are skipped and counted.
 """
 
@@ -55,10 +57,24 @@ def spec_label(spec: dict) -> str:
             f" {spec['optimizer']} lr {spec['learning_rate']:g}, seed {spec['seed']}")
 
 
+def options_label(rec: dict) -> str:
+    options = rec["framework"].get("options") or {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
 def group_key(rec: dict) -> tuple:
     fw, dev = rec["framework"], rec["device"]
     return (rec["spec_hash"], rec["platform"]["name"], hardware_label(rec), fw["name"], fw.get("version"),
-            dev.get("kind") or dev.get("requested"), dev.get("name"))
+            options_label(rec), dev.get("kind") or dev.get("requested"), dev.get("name"))
+
+
+def parity_verdict(group: list[dict]) -> str:
+    """fail if any run failed the gate, else error, else pass if any was checked, else unchecked."""
+    found = {(r.get("parity") or {}).get("status") for r in group} - {None}
+    for verdict in ("fail", "error", "pass"):
+        if verdict in found:
+            return verdict
+    return "unchecked"
 
 
 def _median(values):
@@ -80,7 +96,9 @@ def aggregate(group: list[dict]) -> dict:
         "spec": spec_label(first["spec"]),
         "framework": first["framework"]["name"],
         "version": first["framework"].get("version"),
-        "device": group_key(first)[5],
+        "options": options_label(first),
+        "device": group_key(first)[6],
+        "parity": parity_verdict(group),
         "platform": first["platform"]["name"],
         "hardware": hardware_label(first),
         "runs": len(group),
@@ -134,10 +152,12 @@ def _display(row: dict) -> dict:
         "not reached" if row["time_to_target_s"] is None else
         f"{row['time_to_target_s']:.1f} (ep {row['target_epoch']:g})")
     pct = lambda v: _num(None if v is None else 100 * v, ".2f")  # noqa: E731
+    options = f" ({row['options']})" if row["options"] else ""
+    parity = {"fail": "FAIL: not comparable", "error": "error"}.get(row["parity"], row["parity"])
     return {
-        "framework": f"{row['framework']} {row['version'] or ''}".strip(),
+        "framework": f"{row['framework']} {row['version'] or ''}".strip() + options,
         "device": row["device"], "platform": row["platform"], "hardware": row["hardware"],
-        "runs ok": runs, "s/epoch (median [min-max])": steady,
+        "parity": parity, "runs ok": runs, "s/epoch (median [min-max])": steady,
         "1st epoch s": _num(row["first_epoch_s"], ".2f"), "compile s": _num(row["compile_s"], ".2f"),
         "img/s": _num(row["images_per_s"], ",.0f"),
         "final acc %": pct(row["final_test_accuracy"]), "best acc %": pct(row["best_test_accuracy"]),

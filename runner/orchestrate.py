@@ -38,8 +38,10 @@ def _data_source(data_dir) -> str:
 
 
 def run_all(spec: Spec, frameworks: list[str], repeats: int, platform: dict, device: str, data_dir,
-            out_dir: Path, command: str) -> tuple[list[Outcome], bool]:
-    """Run every (framework, repeat); return the outcomes and whether the user interrupted."""
+            out_dir: Path, command: str, options: dict | None = None,
+            parity_steps: int = 0) -> tuple[list[Outcome], bool]:
+    """Run every (framework, repeat); return the outcomes and whether the user interrupted.
+    `options` maps framework -> backend options; `parity_steps` > 0 checks each completed run."""
     folder = store.ensure(spec.dataset, data_dir)
     hardware = probe.hardware()
     outcomes: list[Outcome] = []
@@ -48,7 +50,8 @@ def run_all(spec: Spec, frameworks: list[str], repeats: int, platform: dict, dev
             req = {"run_id": uuid.uuid4().hex, "spec": spec.to_dict(), "framework": name, "device": device,
                    "platform": platform, "hardware": hardware, "data_dir": str(folder),
                    "data_source": _data_source(data_dir), "out_dir": str(out_dir), "command": command,
-                   "repeat": repeat, "repeats": repeats}
+                   "repeat": repeat, "repeats": repeats, "options": (options or {}).get(name, {}),
+                   "parity_steps": parity_steps}
             outcome, interrupted = _run_worker(req, spec)
             outcomes.append(outcome)
             if interrupted:

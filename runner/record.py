@@ -17,12 +17,20 @@ from pathlib import Path
 from runner import atomic
 from runner.errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target")
 COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
 
-# v(N) -> v(N+1) converters; read() applies them in turn. Empty while there is only v1.
-UPGRADES: dict[int, callable] = {}
+PARITY_STATUSES = ("pass", "fail", "error", "unavailable")
+
+
+def _v1_to_v2(record: dict) -> dict:
+    """v2 added the parity gate's result; a v1 run was never checked."""
+    return {**record, "schema_version": 2, "parity": None}
+
+
+# v(N) -> v(N+1) converters; read() applies them in turn.
+UPGRADES: dict[int, callable] = {1: _v1_to_v2}
 
 
 @lru_cache(maxsize=None)

@@ -35,10 +35,10 @@ def _on_signal(signum, frame):
 
 def skeleton(req: dict, spec) -> dict:
     """Every key of the record, filled with what is known before anything runs."""
-    from runner import probe
+    from runner import probe, record
 
     return {
-        "schema_version": 1,
+        "schema_version": record.SCHEMA_VERSION,
         "run_id": req.get("run_id") or uuid.uuid4().hex,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "status": "failed",
@@ -58,6 +58,7 @@ def skeleton(req: dict, spec) -> dict:
                  "verified": False, "n_train": spec.n_train, "n_test": spec.n_test},
         "timing": {"wall_s": None, "data_load_s": None, "setup_s": None},
         "metrics": {},
+        "parity": None,
     }
 
 
@@ -79,7 +80,8 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         rec["data"].update(origin=data.origin, sha256=data.sha256, verified=True)
 
         t0 = time.perf_counter()
-        backend = backends.load(req["framework"])(spec, req["device"])
+        cls = backends.load(req["framework"])
+        backend = cls(spec, req["device"], req.get("options") or {})
         info = backend.info()
         rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req["device"]}
         rec["device"]["name"] = rec["device"]["name"] or rec["hardware"].get("cpu")
@@ -94,6 +96,9 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         target = spec.target_accuracy
         best = max(log.test_accuracy, default=0.0)
         rec["status"] = "below_target" if target is not None and best < target else "ok"
+        if req.get("parity_steps"):
+            rec["parity"] = _parity(lambda: cls(spec, req["device"], req.get("options") or {}), spec, data,
+                                    req["parity_steps"])
     except FrameworkUnavailable as e:
         rec["status"], rec["error"] = "unavailable", f"{e} (install: {backends.install_hint(req['framework'])})"
     except (Interrupted, KeyboardInterrupt) as e:
@@ -108,6 +113,24 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return rec, finish(rec, spec, log, Path(req["out_dir"]), wall_s=time.time() - started)
+
+
+def _parity(make_backend, spec, data, steps: int) -> dict:
+    """The parity gate on a fresh model, after training (so it cannot warm caches the timed first
+    epoch should pay for). Its failure marks the record; it never fails the run."""
+    from runner import parity
+
+    print(f"parity: checking the first {min(steps, spec.steps_per_epoch)} steps against the float64 reference",
+          file=sys.stderr)
+    try:
+        result = parity.check(make_backend, spec, data, steps)
+    except Exception as e:
+        traceback.print_exc()
+        result = parity.error_result(steps, f"{type(e).__name__}: {e}")
+    if result["status"] != "pass":
+        print(f"parity: {result['status'].upper()} {', '.join(result['failed'])} {result['error'] or ''}",
+              file=sys.stderr)
+    return result
 
 
 def finish(rec: dict, spec, log, out_dir: Path, wall_s: float | None) -> Path:

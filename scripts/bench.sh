@@ -5,6 +5,6 @@
 #   bash scripts/bench.sh --preset smoke       # a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "${DLBENCH_EXTRAS:-torch}"
+bash scripts/setup.sh "${DLBENCH_EXTRAS:-torch,tensorflow,jax}"
 .venv/bin/python -m runner data fetch --dataset mnist
 exec .venv/bin/python -m runner run "$@"

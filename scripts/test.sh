@@ -4,5 +4,5 @@
 #   bash scripts/test.sh -m "not slow"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh torch,dev
+bash scripts/setup.sh torch,tensorflow,jax,dev
 exec .venv/bin/python -m pytest "$@"

@@ -18,6 +18,9 @@ from runner.errors import UserError
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "torch": ("runner.backends.torch_backend:TorchBackend", "torch",
               "pip install 'dlbench[torch]' -c constraints.txt"),
+    "tensorflow": ("runner.backends.tf_backend:TensorflowBackend", "tensorflow",
+                   "pip install 'dlbench[tensorflow]' -c constraints.txt"),
+    "jax": ("runner.backends.jax_backend:JaxBackend", "jax", "pip install 'dlbench[jax]' -c constraints.txt"),
 }
 
 
@@ -44,6 +47,32 @@ def installed(name: str) -> bool:
 
 def install_hint(name: str) -> str:
     return REGISTRY[name][2]
+
+
+def options_for(name: str, given: dict[str, str]) -> dict:
+    """Check `given` options against the backend's OPTIONS (imports the module, not the framework)."""
+    from runner.backends.base import parse_options
+
+    try:
+        return parse_options(name, getattr(load(name), "OPTIONS", {}), given)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def parse_option_args(items: list[str], frameworks: list[str]) -> dict[str, dict[str, str]]:
+    """['jax.loop=scan', ...] -> {'jax': {'loop': 'scan'}}, every framework checked."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not (eq and dot and option and value):
+            raise UserError(f"--option {item!r}: expected FRAMEWORK.KEY=VALUE, e.g. jax.loop=scan")
+        if name not in REGISTRY:
+            raise UserError(f"--option {item!r}: unknown framework {name!r} (choose from {', '.join(REGISTRY)})")
+        out.setdefault(name, {})[option] = value
+    for name in frameworks:
+        options_for(name, out.get(name, {}))
+    return out
 
 
 def load(name: str):

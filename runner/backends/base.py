@@ -21,6 +21,21 @@ BACKEND_FIELDS = ("model", "batch_size", "optimizer", "learning_rate", "beta1", 
                   "weight_decay", "loss", "eval_batch_size")
 
 
+def parse_options(name: str, known: dict[str, tuple], given: dict[str, str]) -> dict:
+    """Backend options ({key: (default, choices)}) with the user's strings applied; the result goes
+    into the record, so every row says how its framework was driven."""
+    unknown = set(given) - set(known)
+    if unknown:
+        offered = ", ".join(f"{k}={'|'.join(c)}" for k, (_, c) in known.items()) or "none"
+        raise ValueError(f"{name} has no option {', '.join(sorted(unknown))} (options: {offered})")
+    out = {k: default for k, (default, _) in known.items()}
+    for k, v in given.items():
+        if v not in known[k][1]:
+            raise ValueError(f"{name} option {k}={v!r}: choose from {', '.join(known[k][1])}")
+        out[k] = v
+    return out
+
+
 class FrameworkUnavailable(Exception):
     """The framework (or the requested device) cannot run here; the message says why."""
 
@@ -57,3 +72,11 @@ class Backend(Protocol):
 
     def synchronize(self) -> None:
         """Block until all queued device work is done (the harness calls it before every clock read)."""
+
+    # For the parity gate (runner.parity): not timed, so clarity over speed.
+    def probe_step(self, idx: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+        """Loss, logits and gradients of one batch at the current weights, without updating them;
+        gradients in the canonical layout (runner.layouts converts)."""
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The current weights as NumPy arrays in the canonical layout and order."""

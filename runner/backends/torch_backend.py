@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner import models
-from runner.backends.base import EpochStats, FrameworkUnavailable
+from runner.backends.base import EpochStats, FrameworkUnavailable, parse_options
 from runner.spec import Spec
 
 
@@ -52,12 +52,17 @@ def load_reference(torch, model, params: dict[str, np.ndarray]) -> None:
 
 class TorchBackend:
     name = "torch"
+    OPTIONS: dict = {}
 
-    def __init__(self, spec: Spec, device: str = "auto"):
+    def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
+        self.options = parse_options(self.name, self.OPTIONS, options or {})
         try:
             import torch
         except Exception as e:  # a broken install raises more than ImportError
             raise FrameworkUnavailable(f"cannot import torch: {type(e).__name__}: {e}") from e
+        # float32 at full precision (cuDNN convolutions default to TF32 on NVIDIA): the spec is float32.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
         self.torch, self.spec = torch, spec
         self.device = self._pick_device(device)
 
@@ -81,7 +86,7 @@ class TorchBackend:
         framework = {"name": "torch", "version": torch.__version__,
                      "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if kind == "cuda" else None,
-                     "mode": "eager"}
+                     "mode": "eager", "tf32": False, "options": self.options}
         return {"framework": framework, "device": {"kind": kind, "name": name}}
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
@@ -129,3 +134,18 @@ class TorchBackend:
             self.torch.cuda.synchronize(self.device)
         elif self.device.type == "mps":
             self.torch.mps.synchronize()
+
+    def probe_step(self, idx):
+        torch, model = self.torch, self.model
+        i = torch.from_numpy(np.asarray(idx)).to(self.device)
+        model.zero_grad(set_to_none=True)
+        logits = model(self.train_x.index_select(0, i))
+        loss = self.loss_fn(logits, self.train_y.index_select(0, i))
+        loss.backward()
+        grads = {p.name: t.grad.cpu().numpy() for p, t in zip(models.params(self.spec.model), model.parameters())}
+        model.zero_grad(set_to_none=True)
+        return float(loss.detach()), logits.detach().cpu().numpy(), grads
+
+    def parameters(self):
+        return {p.name: t.detach().cpu().numpy().copy()
+                for p, t in zip(models.params(self.spec.model), self.model.parameters())}

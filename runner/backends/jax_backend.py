@@ -1,0 +1,164 @@
+"""JAX backend: flax.linen model + optax Adam, the train step under jax.jit, data resident on the device.
+
+    python -m runner run --framework jax [--device cuda|mps|cpu] [--option jax.loop=scan|step]
+
+loop=step (default) dispatches one jitted step per batch; loop=scan compiles the whole epoch into one
+lax.scan. Both donate the weights and optimizer state, so XLA updates them in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runner import layouts, models
+from runner.backends.base import EpochStats, FrameworkUnavailable, parse_options
+from runner.spec import Spec
+
+# JAX calls Apple's Metal plugin "METAL" and NVIDIA "cuda" (older releases: "gpu").
+_PLATFORMS = {"cpu": ("cpu",), "cuda": ("cuda", "gpu"), "mps": ("METAL", "metal")}
+
+
+def build_model(nn, model: str):
+    """A flax.linen module from the layer list, modules named like the canonical params (conv1, fc1...)."""
+    spec_layers = models.MODELS[model]
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            counts = {models.Conv: 0, models.Dense: 0}
+            for layer in spec_layers:
+                if isinstance(layer, models.Conv):
+                    counts[models.Conv] += 1
+                    pad = [(layer.pad, layer.pad)] * 2
+                    x = nn.Conv(layer.out, (layer.kernel, layer.kernel), padding=pad,
+                                name=f"conv{counts[models.Conv]}")(x)
+                elif isinstance(layer, models.Dense):
+                    counts[models.Dense] += 1
+                    x = nn.Dense(layer.out, name=f"fc{counts[models.Dense]}")(x)
+                elif isinstance(layer, models.ReLU):
+                    x = nn.relu(x)
+                elif isinstance(layer, models.MaxPool):
+                    x = nn.max_pool(x, (layer.size, layer.size), strides=(layer.size, layer.size))
+                else:
+                    x = x.reshape((x.shape[0], -1))  # NHWC order: layouts permutes fc1 to match
+            return x
+
+    return Net()
+
+
+class JaxBackend:
+    name = "jax"
+    OPTIONS = {"loop": ("step", ("step", "scan"))}
+
+    def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
+        self.options = parse_options(self.name, self.OPTIONS, options or {})
+        try:
+            import jax
+            import optax
+            from flax import linen as nn
+        except Exception as e:  # a broken install raises more than ImportError
+            raise FrameworkUnavailable(f"cannot import jax/flax/optax: {type(e).__name__}: {e}") from e
+        # float32 matmuls and convolutions at full precision (no TF32 on NVIDIA): the spec is float32.
+        jax.config.update("jax_default_matmul_precision", "highest")
+        self.jax, self.optax, self.nn, self.spec = jax, optax, nn, spec
+        self.device = self._pick_device(device)
+
+    def _pick_device(self, request: str):
+        jax = self.jax
+        if request == "auto":
+            return jax.devices()[0]
+        if request not in _PLATFORMS:
+            raise FrameworkUnavailable(f"jax backend has no device {request!r}")
+        for platform in _PLATFORMS[request]:
+            try:
+                return jax.devices(platform)[0]
+            except RuntimeError:
+                continue
+        raise FrameworkUnavailable(f"device {request} requested, but jax {jax.__version__} has no such backend"
+                                   f" (it has {jax.default_backend()})")
+
+    def info(self) -> dict:
+        jax, dev = self.jax, self.device
+        kind = {"gpu": "cuda", "metal": "mps"}.get(dev.platform.lower(), dev.platform.lower())
+        from importlib.metadata import version
+
+        framework = {"name": "jax", "version": jax.__version__, "jaxlib": version("jaxlib"),
+                     "flax": version("flax"), "optax": version("optax"), "mode": "jit",
+                     "matmul_precision": "highest", "options": self.options}
+        return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind}}
+
+    def setup(self, params, train_x, train_y, test_x, test_y) -> None:
+        jax, jnp, optax, spec = self.jax, self.jax.numpy, self.optax, self.spec
+        if spec.optimizer != "adam":
+            raise FrameworkUnavailable(f"jax backend has no optimizer {spec.optimizer!r}")
+        if spec.loss != "softmax_cross_entropy":
+            raise FrameworkUnavailable(f"jax backend has no loss {spec.loss!r}")
+        self.model = build_model(self.nn, spec.model)
+        put = lambda a: jax.device_put(a, self.device)  # noqa: E731
+        self.params = put(layouts.to_tree(layouts.to_channels_last(spec.model, params)))
+        # torch-style L2 (added to the gradient before Adam), then Adam with the spec's constants.
+        self.tx = optax.chain(optax.add_decayed_weights(spec.weight_decay),
+                              optax.adam(spec.learning_rate, b1=spec.beta1, b2=spec.beta2, eps=spec.eps))
+        self.opt_state = put(self.tx.init(self.params))
+        self.train_x, self.train_y = put(train_x[..., None]), put(train_y.astype(np.int32))
+        self.test_x, self.test_y = put(test_x[..., None]), put(test_y.astype(np.int32))
+        self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
+        self._compile()
+
+    def _loss(self, params, x, y):
+        logits = self.model.apply({"params": params}, x)
+        return self.optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+    def _compile(self):
+        jax, jnp, optax = self.jax, self.jax.numpy, self.optax
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def step(carry, idx, train_x, train_y):
+            params, opt_state, loss_sum, correct = carry
+            x, y = train_x[idx], train_y[idx]
+            (loss, logits), grads = grad_fn(params, x, y)
+            updates, opt_state = self.tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            correct = correct + (logits.argmax(-1) == y).sum()
+            return (params, opt_state, loss_sum + loss, correct)
+
+        def epoch_scan(carry, order, train_x, train_y):
+            return jax.lax.scan(lambda c, idx: (step(c, idx, train_x, train_y), None), carry, order)[0]
+
+        # Donating the carry lets XLA update weights and Adam moments in place.
+        self._step = jax.jit(step, donate_argnums=0)
+        self._epoch = jax.jit(epoch_scan, donate_argnums=0)
+        self._correct = jax.jit(lambda p, x, y: (self.model.apply({"params": p}, x).argmax(-1) == y).sum())
+        self._probe = jax.jit(grad_fn)
+
+    def train_epoch(self, order: np.ndarray) -> EpochStats:
+        jax, jnp = self.jax, self.jax.numpy
+        assert order.shape[1] == self.batch_size
+        carry = (self.params, self.opt_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        carry = jax.device_put(carry, self.device)
+        batches = jax.device_put(order.astype(np.int32), self.device)
+        if self.options["loop"] == "scan":
+            carry = self._epoch(carry, batches, self.train_x, self.train_y)
+        else:
+            for i in range(len(order)):
+                carry = self._step(carry, batches[i], self.train_x, self.train_y)
+        self.params, self.opt_state, loss_sum, correct = carry
+        return EpochStats(loss_sum, correct, len(order))
+
+    def evaluate(self):
+        n, bs, correct = len(self.test_y), self.eval_batch_size, 0
+        for i in range(0, n, bs):
+            correct = correct + self._correct(self.params, self.test_x[i:i + bs], self.test_y[i:i + bs])
+        return correct
+
+    def synchronize(self) -> None:
+        self.jax.block_until_ready((self.params, self.opt_state))
+
+    def probe_step(self, idx):
+        x, y = self.train_x[idx], self.train_y[idx]
+        (loss, logits), grads = self._probe(self.params, x, y)
+        grads = layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, grads))
+        return float(loss), np.asarray(logits), grads
+
+    def parameters(self):
+        return layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, self.params))

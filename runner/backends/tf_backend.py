@@ -1,0 +1,203 @@
+"""TensorFlow / Keras 3 backend: a Keras model trained by tf.function, data resident on the device.
+
+    python -m runner run --framework tensorflow [--device cuda|mps|cpu]
+        [--option tensorflow.loop=epoch|step] [--option tensorflow.jit_compile=off|on]
+
+loop=epoch (default) runs the whole epoch inside one tf.function (a graph while-loop over the
+spec's batches); loop=step calls a tf.function once per batch. jit_compile=on compiles either with
+XLA. Adam is written out here rather than taken from keras.optimizers.Adam, because Keras adds eps
+to the *uncorrected* sqrt(v) ("epsilon hat": 31x the spec's eps at step 1) and decouples weight
+decay; the spec's Adam is PyTorch's and optax's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from runner import layouts, models
+from runner.backends.base import EpochStats, FrameworkUnavailable, parse_options
+from runner.spec import Spec
+
+ONOFF = ("off", "on")
+
+
+def build_model(keras, model: str):
+    """A channels-last keras.Sequential from the layer list, layers named like the canonical params."""
+    layers, counts = [keras.Input(models.INPUT_SHAPE[1:] + models.INPUT_SHAPE[:1])], {models.Conv: 0, models.Dense: 0}
+    for layer in models.MODELS[model]:
+        if isinstance(layer, models.Conv):
+            counts[models.Conv] += 1
+            if layer.pad:
+                layers.append(keras.layers.ZeroPadding2D(layer.pad))
+            layers.append(keras.layers.Conv2D(layer.out, layer.kernel, name=f"conv{counts[models.Conv]}"))
+        elif isinstance(layer, models.Dense):
+            counts[models.Dense] += 1
+            layers.append(keras.layers.Dense(layer.out, name=f"fc{counts[models.Dense]}"))
+        elif isinstance(layer, models.ReLU):
+            layers.append(keras.layers.ReLU())
+        elif isinstance(layer, models.MaxPool):
+            layers.append(keras.layers.MaxPooling2D(layer.size))
+        else:
+            layers.append(keras.layers.Flatten())  # NHWC order: layouts permutes fc1 to match
+    return keras.Sequential(layers)
+
+
+class TensorflowBackend:
+    name = "tensorflow"
+    OPTIONS = {"loop": ("epoch", ("epoch", "step")), "jit_compile": ("off", ONOFF)}
+
+    def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
+        self.options = parse_options(self.name, self.OPTIONS, options or {})
+        os.environ["KERAS_BACKEND"] = "tensorflow"  # this process is ours: Keras must drive TF here
+        try:
+            import keras
+            import tensorflow as tf
+        except Exception as e:  # a broken install raises more than ImportError
+            raise FrameworkUnavailable(f"cannot import tensorflow/keras: {type(e).__name__}: {e}") from e
+        # float32 at full precision (no TF32 on NVIDIA): the spec is float32.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        self.tf, self.keras, self.spec = tf, keras, spec
+        self.device_kind, self.device = self._pick_device(device)
+
+    def _pick_device(self, request: str):
+        tf = self.tf
+        gpus = tf.config.list_physical_devices("GPU")
+        # tensorflow-metal registers the Apple GPU as a "GPU" too; tell it apart by platform.
+        import platform
+
+        gpu_kind = "mps" if platform.system() == "Darwin" else "cuda"
+        if request == "auto":
+            request = gpu_kind if gpus else "cpu"
+        if request not in ("cpu", "cuda", "mps"):
+            raise FrameworkUnavailable(f"tensorflow backend has no device {request!r}")
+        if request == "cpu":
+            return "cpu", "/CPU:0"
+        if request != gpu_kind or not gpus:
+            raise FrameworkUnavailable(f"device {request} requested, but tensorflow {tf.__version__} sees"
+                                       f" {len(gpus)} GPU(s){' (not ' + request + ')' if gpus else ''}")
+        return request, "/GPU:0"
+
+    def info(self) -> dict:
+        tf, kind = self.tf, self.device_kind
+        build = tf.sysconfig.get_build_info()
+        name = None
+        if kind != "cpu":
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            name = details.get("device_name") or "GPU"
+        framework = {"name": "tensorflow", "version": tf.__version__, "keras": self.keras.__version__,
+                     # the CUDA/cuDNN this TF was built against; on a CPU run they play no part
+                     "cuda": build.get("cuda_version") if kind == "cuda" else None,
+                     "cudnn": build.get("cudnn_version") if kind == "cuda" else None,
+                     "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                                 "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
+                     "mode": "tf.function", "tf32": False, "options": self.options}
+        return {"framework": framework, "device": {"kind": kind, "name": name}}
+
+    def setup(self, params, train_x, train_y, test_x, test_y) -> None:
+        tf, spec = self.tf, self.spec
+        if spec.optimizer != "adam":
+            raise FrameworkUnavailable(f"tensorflow backend has no optimizer {spec.optimizer!r}")
+        if spec.loss != "softmax_cross_entropy":
+            raise FrameworkUnavailable(f"tensorflow backend has no loss {spec.loss!r}")
+        with tf.device(self.device):
+            self.model = build_model(self.keras, spec.model)
+            tree = layouts.to_tree(layouts.to_channels_last(spec.model, params))
+            for name, arrays in tree.items():
+                self.model.get_layer(name).set_weights([arrays["kernel"], arrays["bias"]])
+            self.variables = [v.value for v in self.model.trainable_variables]  # the tf.Variables
+            self.m = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
+            self.v = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
+            self.t = tf.Variable(0.0)
+            self.train_x, self.train_y = tf.constant(train_x[..., None]), tf.constant(train_y.astype(np.int32))
+            self.test_x, self.test_y = tf.constant(test_x[..., None]), tf.constant(test_y.astype(np.int32))
+        self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
+        self._compile()
+
+    def _loss(self, x, y):
+        logits = self.model(x, training=True)
+        return self.tf.reduce_mean(self.tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)), logits
+
+    def _adam(self, grads):
+        """The spec's Adam (see the module docstring for why not Keras'): torch-style L2, eps outside
+        the bias-corrected sqrt."""
+        tf, s = self.tf, self.spec
+        self.t.assign_add(1.0)
+        c1, c2 = 1.0 - s.beta1 ** self.t, 1.0 - s.beta2 ** self.t
+        for p, g, m, v in zip(self.variables, grads, self.m, self.v):
+            g = g + s.weight_decay * p if s.weight_decay else g
+            m.assign(s.beta1 * m + (1.0 - s.beta1) * g)
+            v.assign(s.beta2 * v + (1.0 - s.beta2) * tf.square(g))
+            p.assign_sub(s.learning_rate * (m / c1) / (tf.sqrt(v / c2) + s.eps))
+
+    def _compile(self):
+        tf = self.tf
+        jit = self.options["jit_compile"] == "on"
+
+        def step(idx, loss_sum, correct):
+            x, y = tf.gather(self.train_x, idx), tf.gather(self.train_y, idx)
+            with tf.GradientTape() as tape:
+                loss, logits = self._loss(x, y)
+            self._adam(tape.gradient(loss, self.variables))
+            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.int32))
+            return loss_sum + loss, correct + hits
+
+        def epoch(order):
+            loss_sum, correct = tf.constant(0.0), tf.constant(0)
+            for i in tf.range(tf.shape(order)[0]):  # AutoGraph: a graph while-loop, no Python per step
+                loss_sum, correct = step(order[i], loss_sum, correct)
+            return loss_sum, correct
+
+        def count_correct(x, y):
+            pred = tf.argmax(self.model(x, training=False), 1, output_type=tf.int32)
+            return tf.reduce_sum(tf.cast(tf.equal(pred, y), tf.int32))
+
+        def probe(x, y):
+            with tf.GradientTape() as tape:
+                loss, logits = self._loss(x, y)
+            return loss, logits, tape.gradient(loss, self.variables)
+
+        self._step = tf.function(step, jit_compile=jit)
+        self._epoch = tf.function(epoch, jit_compile=jit)
+        self._correct = tf.function(count_correct, jit_compile=jit)
+        self._probe = tf.function(probe)
+
+    def train_epoch(self, order: np.ndarray) -> EpochStats:
+        tf = self.tf
+        assert order.shape[1] == self.batch_size
+        with tf.device(self.device):
+            batches = tf.constant(order.astype(np.int32))
+            if self.options["loop"] == "epoch":
+                loss_sum, correct = self._epoch(batches)
+            else:
+                loss_sum, correct = tf.constant(0.0), tf.constant(0)
+                for idx in tf.unstack(batches):
+                    loss_sum, correct = self._step(idx, loss_sum, correct)
+        self._last = loss_sum
+        return EpochStats(loss_sum, correct, len(order))
+
+    def evaluate(self):
+        tf, n, bs = self.tf, len(self.test_y), self.eval_batch_size
+        with tf.device(self.device):
+            correct = sum(self._correct(self.test_x[i:i + bs], self.test_y[i:i + bs]) for i in range(0, n, bs))
+        self._last = correct
+        return correct
+
+    def synchronize(self) -> None:
+        # TF has no device-wide barrier in its public API; reading the last result to the host waits
+        # for every op it depends on, and each step depends on the previous one through the weights.
+        last = getattr(self, "_last", None)
+        if last is not None:
+            last.numpy()
+
+    def probe_step(self, idx):
+        tf = self.tf
+        with tf.device(self.device):
+            loss, logits, grads = self._probe(tf.gather(self.train_x, idx), tf.gather(self.train_y, idx))
+        flat = {p.name: g.numpy() for p, g in zip(models.params(self.spec.model), grads)}
+        return float(loss), logits.numpy(), layouts.from_channels_last(self.spec.model, flat)
+
+    def parameters(self):
+        flat = {p.name: v.numpy() for p, v in zip(models.params(self.spec.model), self.variables)}
+        return layouts.from_channels_last(self.spec.model, flat)
