@@ -19,7 +19,8 @@ def _isolated_caches(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("caches")
     saved = dict(os.environ)
     os.environ.update(DLBENCH_CACHE_DIR=str(tmp / "dlbench"), DLBENCH_OFFLINE="1",
-                      XDG_CACHE_HOME=str(tmp / "xdg"), TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"))
+                      XDG_CACHE_HOME=str(tmp / "xdg"), TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"),
+                      KERAS_HOME=str(tmp / "keras"))  # importing keras writes keras.json there
     os.environ.pop("DLBENCH_DATA_DIR", None)
     os.environ.pop("DLBENCH_PLATFORM", None)
     yield
@@ -41,10 +42,19 @@ def run_cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, **kwargs)
 
 
-def has_torch() -> bool:
+def has(module: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
+    return importlib.util.find_spec(module) is not None
+
+
+def has_torch() -> bool:
+    return has("torch")
 
 
 needs_torch = pytest.mark.skipif(not has_torch(), reason="PyTorch is not installed: pip install 'dlbench[torch]'")
+needs_tf = pytest.mark.skipif(not has("tensorflow"), reason="TensorFlow is not installed: pip install 'dlbench[tensorflow]'")
+needs_jax = pytest.mark.skipif(not has("jax"), reason="JAX is not installed: pip install 'dlbench[jax]'")
+# (framework, its skip mark) for tests that run every backend
+FRAMEWORKS = [pytest.param("torch", marks=needs_torch), pytest.param("tensorflow", marks=needs_tf),
+              pytest.param("jax", marks=needs_jax)]

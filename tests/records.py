@@ -11,8 +11,10 @@ BASE = json.loads((Path(__file__).parent / "fixtures" / "record_smoke.json").rea
 
 
 def make_record(status="ok", framework="torch", version="2.13.0+cpu", device="cpu", steady=None,
-                epochs=None, spec_hash=None, test_acc=None, train_acc=None, loss=None, **timing):
-    """A valid record; `epochs` (per-epoch seconds) and `test_acc` set the derived numbers too."""
+                epochs=None, spec_hash=None, test_acc=None, train_acc=None, loss=None, parity="pass",
+                options=None, **timing):
+    """A valid record; `epochs` (per-epoch seconds) and `test_acc` set the derived numbers too;
+    `parity` is pass, fail, error or None (not checked)."""
     r = copy.deepcopy(BASE)
     r["run_id"] = uuid.uuid4().hex
     r["status"] = status
@@ -36,5 +38,11 @@ def make_record(status="ok", framework="torch", version="2.13.0+cpu", device="cp
     if loss is not None:
         r["metrics"]["train_loss"] = list(loss)
         r["metrics"]["mean_train_loss"] = sum(loss) / len(loss)
+    if parity is None:
+        r["parity"] = None
+    else:
+        r["parity"]["status"] = parity
+    if options is not None:
+        r["framework"]["options"] = dict(options)
     r["timing"].update(timing)
     return r

@@ -1,13 +1,12 @@
-"""The PyTorch backend on real tensors: weights, one epoch, evaluation, and every spec field read."""
+"""The PyTorch backend against a hand-written PyTorch loop (the generic backend tests: test_backends.py)."""
 
 import numpy as np
 import pytest
 
 from conftest import needs_torch
-from runner import harness, reference
-from runner.backends.base import BACKEND_FIELDS
+from runner import reference
 from runner.data import store
-from runner.spec import FIELDS, make_spec
+from runner.spec import make_spec
 
 pytestmark = needs_torch
 
@@ -62,42 +61,3 @@ def test_one_epoch_learns_and_matches_a_bare_loop(synthetic_dir):
         opt.step()
         losses.append(loss.item())
     assert first_epoch_loss == pytest.approx(np.mean(losses), rel=1e-5)
-
-
-def test_unavailable_device_is_reported_not_crashed():
-    from runner.backends.base import FrameworkUnavailable
-    from runner.backends.torch_backend import TorchBackend
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    with pytest.raises(FrameworkUnavailable, match="device cuda requested"):
-        TorchBackend(make_spec(), "cuda")
-
-
-class _Reading:
-    """Wraps a spec and notes which fields are read."""
-
-    def __init__(self, spec):
-        self._spec, self.read = spec, set()
-
-    def __getattr__(self, name):
-        if name in FIELDS:
-            self.read.add(name)
-        return getattr(self._spec, name)
-
-
-def test_every_spec_field_is_read(synthetic_dir):
-    """A field added to the spec and ignored by the backend or the harness must fail here."""
-    from runner.backends.torch_backend import TorchBackend
-
-    spec = make_spec("smoke", dataset="synthetic", limit_train=256, limit_test=128)
-    backend_view, harness_view = _Reading(spec), _Reading(spec)
-    b = TorchBackend(backend_view, "cpu")
-    # What a worker does, with the harness-side view of the spec:
-    params = reference.initial_params(harness_view)
-    b.setup(params, *_data(harness_view, synthetic_dir))
-    log = harness.train(harness_view, b, harness.TrainLog())
-    harness.summarize(harness_view, log)
-    assert set(BACKEND_FIELDS) <= backend_view.read, set(BACKEND_FIELDS) - backend_view.read
-    assert backend_view.read | harness_view.read == set(FIELDS), set(FIELDS) - backend_view.read - harness_view.read

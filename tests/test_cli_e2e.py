@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import FRAMEWORK_MODULES, ROOT, needs_torch, run_cli
+from conftest import FRAMEWORK_MODULES, ROOT, needs_jax, needs_tf, needs_torch, run_cli
 from runner import record
 
 
@@ -19,7 +19,9 @@ def _records(folder):
 
 def test_no_framework_is_imported_with_the_package():
     code = ("import sys, runner, runner.cli, runner.spec, runner.compare, runner.record, runner.backends,"
-            " runner.orchestrate, runner.worker, runner.harness, runner.data.store, runner.probe;"
+            " runner.orchestrate, runner.worker, runner.harness, runner.data.store, runner.probe,"
+            " runner.layouts, runner.npref, runner.parity, runner.verify, runner.backends.torch_backend,"
+            " runner.backends.tf_backend, runner.backends.jax_backend;"
             " runner.cli.build_parser();"
             f" print([m for m in {FRAMEWORK_MODULES!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -29,7 +31,7 @@ def test_no_framework_is_imported_with_the_package():
 def test_help_lists_the_subcommands():
     out = run_cli("--help")
     assert out.returncode == 0
-    for word in ("run", "data", "compare", "probe"):
+    for word in ("run", "verify", "data", "compare", "probe"):
         assert word in out.stdout
     assert "--limit-train" in run_cli("run", "--help").stdout
 
@@ -40,6 +42,9 @@ def test_help_lists_the_subcommands():
     (["run", "--limit-train", "99999", "--dataset", "synthetic"], "exceeds the 4096 samples of synthetic"),
     (["run", "--repeats", "0"], "--repeats must be >= 1"),
     (["compare", "/nonexistent/records"], "no such file or folder"),
+    (["run", "--option", "jax.loop=while"], "jax option loop='while': choose from step, scan"),
+    (["verify", "--option", "loop=scan"], "expected FRAMEWORK.KEY=VALUE"),
+    (["verify", "--steps", "0"], "--steps must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     out = run_cli(*args)
@@ -229,3 +234,51 @@ def test_a_worker_killed_outright_still_leaves_a_failed_record(tmp_path, synthet
     assert code == 1
     assert rec["status"] == "failed" and rec["error"] == "worker process killed by SIGKILL without writing a record"
     assert rec["spec"]["epochs"] == 200 and rec["metrics"]["epochs_completed"] == 0
+
+
+@needs_torch
+@needs_tf
+@needs_jax
+@pytest.mark.slow
+def test_verify_prints_the_table_and_passes_for_all_three(synthetic_dir):
+    out = run_cli("verify", "--framework", "torch,tensorflow,jax", "--dataset", "synthetic",
+                  "--data-dir", synthetic_dir, "--steps", "10", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads(out.stdout)
+    assert [r["framework"]["name"] for r in results] == ["torch", "tensorflow", "jax"]
+    for r in results:
+        p = r["parity"]
+        assert (p["status"], p["steps"], p["failed"]) == ("pass", 10, []), r
+        assert p["grad_rel_diff"] < 1e-5 and p["trajectory_max_diff"] < 1e-4
+    table = run_cli("verify", "--framework", "jax", "--dataset", "synthetic", "--data-dir", synthetic_dir,
+                    "--steps", "3")
+    assert table.returncode == 0
+    assert "| jax 0.10" in table.stdout and "| pass" in table.stdout and "limits:" in table.stdout
+
+
+@needs_tf
+@needs_jax
+@pytest.mark.slow
+def test_runs_record_their_options_and_parity(tmp_path, synthetic_dir):
+    out = run_cli("run", "--framework", "tensorflow,jax", "--preset", "smoke", "--dataset", "synthetic",
+                  "--data-dir", synthetic_dir, "--out", tmp_path, "--platform", "cpu", "--epochs", "2",
+                  "--option", "jax.loop=scan", "--option", "tensorflow.loop=step", "--parity-steps", "5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    recs = {r["framework"]["name"]: r for r in _records(tmp_path)}
+    assert recs["jax"]["framework"]["options"] == {"loop": "scan"}
+    assert recs["tensorflow"]["framework"]["options"] == {"loop": "step", "jit_compile": "off"}
+    for r in recs.values():
+        assert r["status"] == "ok" and r["metrics"]["epochs_completed"] == 2
+        assert r["parity"]["status"] == "pass" and r["parity"]["steps"] == 5
+        assert r["timing"]["compile_s"] is not None
+    assert "jax 0.10.2 (loop=scan)" in out.stdout and "| pass" in out.stdout
+
+
+@needs_torch
+@pytest.mark.slow
+def test_parity_steps_0_skips_the_check(tmp_path, synthetic_dir):
+    out = run_cli("run", "--framework", "torch", "--preset", "smoke", "--dataset", "synthetic",
+                  "--data-dir", synthetic_dir, "--out", tmp_path, "--parity-steps", "0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    (rec,) = _records(tmp_path)
+    assert rec["parity"] is None and "unchecked" in out.stdout

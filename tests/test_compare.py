@@ -64,7 +64,7 @@ def test_load_skips_and_counts_bad_files(tmp_path):
     (tmp_path / "a" / "garbage.json").write_text("{{{")
     (tmp_path / "a" / "truncated.json").write_text(good.read_text()[:200])
     (tmp_path / "a" / "foreign.json").write_text(json.dumps({"hello": "world"}))
-    (tmp_path / "a" / "future.json").write_text(json.dumps({**make_record(), "schema_version": 2}))
+    (tmp_path / "a" / "future.json").write_text(json.dumps({**make_record(), "schema_version": 99}))
     (tmp_path / "a" / "notes.txt").write_text("not json at all")
     records, skipped = compare.load([tmp_path])
     assert len(records) == 1
@@ -85,3 +85,23 @@ def test_formats():
     assert rows[0]["framework"] == "torch" and float(rows[0]["steady_epoch_s"]) == 2.0
     assert json.loads(compare.render(table, "json"))[0]["best_test_accuracy"] == 0.991
     assert compare.render([], "markdown") == "(no records)"
+
+
+def test_parity_verdict_per_row_and_a_failed_row_is_marked_not_comparable():
+    recs = [make_record(steady=1.0), make_record(steady=1.1, parity="fail"),   # one bad run taints the row
+            make_record(framework="jax", version="0.10.2", steady=2.0),
+            make_record(framework="tensorflow", version="2.21.0", steady=1.5, parity=None)]
+    got = {r["framework"]: r["parity"] for r in compare.rows(recs)}
+    assert got == {"torch": "fail", "jax": "pass", "tensorflow": "unchecked"}
+    text = compare.render(compare.rows(recs))
+    torch_line = next(line for line in text.splitlines() if line.startswith("| torch"))
+    assert "FAIL: not comparable" in torch_line
+
+
+def test_backend_options_split_rows_and_show_in_the_label():
+    recs = [make_record(framework="jax", version="0.10.2", steady=2.0, options={"loop": "step"}),
+            make_record(framework="jax", version="0.10.2", steady=6.0, options={"loop": "scan"}),
+            make_record(framework="jax", version="0.10.2", steady=2.2, options={"loop": "step"})]
+    table = compare.rows(recs)
+    assert [(r["options"], r["runs"]) for r in table] == [("loop=step", 2), ("loop=scan", 1)]
+    assert "jax 0.10.2 (loop=scan)" in compare.render(table)

@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -10,19 +11,22 @@ from runner.errors import RecordError
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
 TOP_KEYS = {"schema_version", "run_id", "created_utc", "status", "error", "command", "repeat", "spec",
             "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
-            "timing", "metrics"}
+            "timing", "metrics", "parity"}
 TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
                "epoch_train_s", "eval_s", "total_train_s", "train_fn_s"}
 METRICS_KEYS = {"epochs_completed", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
                 "final_test_accuracy", "best_train_accuracy", "mean_train_loss", "time_to_target_s",
                 "target_epoch", "images_per_s"}
 DATA_KEYS = {"dataset", "source", "origin", "sha256", "verified", "n_train", "n_test"}
+PARITY_KEYS = {"status", "reference", "steps", "loss_rel_diff", "logits_max_diff", "grad_rel_diff",
+               "weights_rel_diff", "trajectory_max_diff", "tolerances", "failed", "error", "seconds"}
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _schema():
     from importlib import resources
 
-    return json.loads(resources.files("runner").joinpath("schemas/record.v1.json").read_text())
+    return json.loads(resources.files("runner").joinpath(f"schemas/record.v{record.SCHEMA_VERSION}.json").read_text())
 
 
 def test_schema_pins_the_key_set():
@@ -32,11 +36,28 @@ def test_schema_pins_the_key_set():
         assert set(schema["properties"][section]["required"]) == set(schema["properties"][section]["properties"]) == keys
         assert schema["properties"][section]["additionalProperties"] is False
     assert set(schema["properties"]["status"]["enum"]) == set(record.STATUSES)
+    parity = schema["properties"]["parity"]["oneOf"][1]
+    assert set(parity["required"]) == set(parity["properties"]) == PARITY_KEYS
+    assert set(parity["properties"]["status"]["enum"]) == set(record.PARITY_STATUSES)
 
 
 def test_a_real_record_meets_the_contract():
     record.validate(BASE)
     assert set(BASE) == TOP_KEYS and set(BASE["timing"]) == TIMING_KEYS and set(BASE["metrics"]) == METRICS_KEYS
+    assert set(BASE["parity"]) == PARITY_KEYS and BASE["parity"]["status"] == "pass"
+
+
+def test_a_v1_record_reads_as_v2_with_parity_unchecked(tmp_path):
+    """The committed results/ hold v1 records: they must keep reading, as never checked."""
+    v1 = json.loads((FIXTURES / "record_v1.json").read_text())
+    assert v1["schema_version"] == 1 and "parity" not in v1
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(v1))
+    got = record.read(path)
+    assert got["schema_version"] == record.SCHEMA_VERSION == 2
+    assert got["parity"] is None
+    assert {k: v for k, v in got.items() if k not in ("schema_version", "parity")} == \
+        {k: v for k, v in v1.items() if k != "schema_version"}
 
 
 @pytest.mark.parametrize("mutate, where", [
@@ -46,6 +67,8 @@ def test_a_real_record_meets_the_contract():
     (lambda r: r["timing"].pop("compile_s"), "timing"),
     (lambda r: r["metrics"].update(test_accuracy="high"), "metrics/test_accuracy"),
     (lambda r: r["data"].update(verified="yes"), "data/verified"),
+    (lambda r: r.pop("parity"), "(top)"),
+    (lambda r: r["parity"].update(status="maybe"), "parity"),
 ])
 def test_schema_rejects_bad_records(mutate, where):
     r = make_record()

@@ -1,0 +1,110 @@
+"""Every backend (torch, tensorflow, jax) on real tensors: it starts from the reference weights, it
+passes the parity gate in every option it offers, it reads every spec field, it reports what it
+cannot do."""
+
+import numpy as np
+import pytest
+
+from conftest import FRAMEWORKS
+from runner import backends, harness, parity, reference
+from runner.backends.base import BACKEND_FIELDS, FrameworkUnavailable
+from runner.data import store
+from runner.spec import FIELDS, make_spec
+
+def _variants():
+    """Every backend with its defaults, then each non-default option value: parity must hold
+    whichever way the framework is driven."""
+    out = [pytest.param(p.values[0], {}, marks=p.marks, id=p.values[0]) for p in FRAMEWORKS]
+    for p in FRAMEWORKS:
+        name = p.values[0]
+        for key, (default, choices) in backends.load(name).OPTIONS.items():  # module only, no framework
+            out += [pytest.param(name, {key: v}, marks=p.marks, id=f"{name}-{key}={v}")
+                    for v in choices if v != default]
+    return out
+
+
+VARIANTS = _variants()
+
+
+@pytest.fixture(scope="module")
+def small(synthetic_dir):
+    spec = make_spec("smoke", dataset="synthetic", limit_train=640, limit_test=256)
+    return spec, store.load_for(spec, synthetic_dir)
+
+
+def _backend(name, spec, data, options=None):
+    b = backends.load(name)(spec, "cpu", options or {})
+    b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
+    return b
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_starts_from_the_reference_weights_and_learns(name, small):
+    spec, data = small
+    b = _backend(name, spec, data)
+    ref = reference.initial_params(spec)
+    got = b.parameters()
+    assert list(got) == list(ref) and all(np.array_equal(got[k], ref[k]) for k in ref)
+    stats = b.train_epoch(reference.epoch_order(spec, 0))
+    b.synchronize()
+    assert stats.steps == 10 and np.isfinite(float(stats.loss_sum))
+    assert int(b.evaluate()) > 0.5 * spec.n_test
+    info = b.info()
+    assert info["framework"]["name"] == name and info["framework"]["version"]
+    assert info["device"]["kind"] == "cpu"
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_passes_the_parity_gate(name, options, small):
+    spec, data = small
+    result = parity.check(lambda: backends.load(name)(spec, "cpu", options), spec, data, 8)
+    assert result["status"] == "pass", result
+    assert result["grad_rel_diff"] < 1e-5 and result["loss_rel_diff"] < 1e-6
+
+
+class _Reading:
+    """Wraps a spec and notes which fields are read."""
+
+    def __init__(self, spec):
+        self._spec, self.read = spec, set()
+
+    def __getattr__(self, name):
+        if name in FIELDS:
+            self.read.add(name)
+        return getattr(self._spec, name)
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_every_spec_field_is_read(name, synthetic_dir):
+    """A field added to the spec and ignored by a backend or the harness must fail here."""
+    spec = make_spec("smoke", dataset="synthetic", limit_train=256, limit_test=128)
+    backend_view, harness_view = _Reading(spec), _Reading(spec)
+    b = backends.load(name)(backend_view, "cpu", {})
+    data = store.load_for(harness_view, synthetic_dir)  # what a worker does, with the harness' view
+    b.setup(reference.initial_params(harness_view), data.train_x, data.train_y, data.test_x, data.test_y)
+    log = harness.train(harness_view, b, harness.TrainLog())
+    harness.summarize(harness_view, log)
+    assert set(BACKEND_FIELDS) <= backend_view.read, set(BACKEND_FIELDS) - backend_view.read
+    assert backend_view.read | harness_view.read == set(FIELDS), set(FIELDS) - backend_view.read - harness_view.read
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_unavailable_device_and_spec_are_reported_not_crashed(name, small):
+    spec, data = small
+    cls = backends.load(name)
+    with pytest.raises(FrameworkUnavailable, match="device cuda requested"):
+        cls(spec, "cuda", {})  # no GPU on this machine (nor in CI)
+    import dataclasses
+
+    odd = dataclasses.replace(spec, optimizer="sgd")
+    with pytest.raises(FrameworkUnavailable, match="no optimizer 'sgd'"):
+        _backend(name, odd, data)
+
+
+def test_options_are_checked_before_anything_runs():
+    with pytest.raises(Exception, match="jax option loop='while': choose from step, scan"):
+        backends.options_for("jax", {"loop": "while"})
+    with pytest.raises(Exception, match="torch has no option loop"):
+        backends.options_for("torch", {"loop": "scan"})
+    assert backends.parse_option_args(["jax.loop=scan", "tensorflow.jit_compile=on"], ["jax", "tensorflow"]) == \
+        {"jax": {"loop": "scan"}, "tensorflow": {"jit_compile": "on"}}
