@@ -19,6 +19,8 @@ import numpy as np
 REPS, ROUNDS = 50, 5
 x_nchw = np.random.default_rng(0).normal(size=(64, 1, 28, 28)).astype(np.float32)
 w_oihw = np.random.default_rng(1).normal(size=(6, 1, 5, 5)).astype(np.float32)
+# The gradient is taken of sum(conv * r), not sum(conv): XLA folds the latter into a plain reduction.
+r_nchw = np.random.default_rng(2).normal(size=(64, 6, 28, 28)).astype(np.float32)
 
 
 def timed(fn, sync) -> float:
@@ -40,7 +42,8 @@ def torch_rows():
     x = torch.from_numpy(x_nchw)
     w = torch.from_numpy(w_oihw).requires_grad_()
     fwd = lambda: torch.nn.functional.conv2d(x, w, padding=2)  # noqa: E731
-    grad = lambda: torch.autograd.grad(fwd().sum(), w)[0]  # noqa: E731
+    r = torch.from_numpy(r_nchw)
+    grad = lambda: torch.autograd.grad((fwd() * r).sum(), w)[0]  # noqa: E731
     return [("torch (oneDNN)", timed(fwd, lambda r: None), timed(grad, lambda r: None))]
 
 
@@ -50,13 +53,14 @@ def tf_rows():
 
     x = tf.constant(x_nchw.transpose(0, 2, 3, 1))
     w = tf.Variable(w_oihw.transpose(2, 3, 1, 0))
+    r = tf.constant(r_nchw.transpose(0, 2, 3, 1))
     rows = []
     for label, jit in (("tensorflow tf.function (oneDNN)", False), ("tensorflow jit_compile (XLA:CPU)", True)):
         fwd = tf.function(lambda: tf.nn.conv2d(x, w, 1, [[0, 0], [2, 2], [2, 2], [0, 0]]), jit_compile=jit)
 
         def g():
             with tf.GradientTape() as tape:
-                y = tf.reduce_sum(tf.nn.conv2d(x, w, 1, [[0, 0], [2, 2], [2, 2], [0, 0]]))
+                y = tf.reduce_sum(tf.nn.conv2d(x, w, 1, [[0, 0], [2, 2], [2, 2], [0, 0]]) * r)
             return tape.gradient(y, w)
 
         grad = tf.function(g, jit_compile=jit)
@@ -69,9 +73,10 @@ def jax_rows():
 
     x = jax.numpy.asarray(x_nchw.transpose(0, 2, 3, 1))
     w = jax.numpy.asarray(w_oihw.transpose(2, 3, 1, 0))
+    r = jax.numpy.asarray(r_nchw.transpose(0, 2, 3, 1))
     conv = lambda w: jax.lax.conv_general_dilated(x, w, (1, 1), [(2, 2), (2, 2)],  # noqa: E731
                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    fwd, grad = jax.jit(conv), jax.jit(jax.grad(lambda w: conv(w).sum()))
+    fwd, grad = jax.jit(conv), jax.jit(jax.grad(lambda w: (conv(w) * r).sum()))
     return [("jax jit (XLA:CPU)", timed(lambda: fwd(w), jax.block_until_ready),
              timed(lambda: grad(w), jax.block_until_ready))]
 
