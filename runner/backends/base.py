@@ -52,7 +52,9 @@ class EpochStats:
 class Backend(Protocol):
     name: str
 
-    def __init__(self, spec: Spec, device: str) -> None:
+    OPTIONS: dict  # {key: (default, choices)}: how the framework may be driven (parse_options)
+
+    def __init__(self, spec: Spec, device: str, options: dict | None = None) -> None:
         """Import the framework and pick the device ('auto', 'cpu', 'cuda', 'mps').
         Raise FrameworkUnavailable if either is impossible here."""
 
