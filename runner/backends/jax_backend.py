@@ -88,7 +88,7 @@ class JaxBackend:
         return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind}}
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
-        jax, jnp, optax, spec = self.jax, self.jax.numpy, self.optax, self.spec
+        jax, optax, spec = self.jax, self.optax, self.spec
         if spec.optimizer != "adam":
             raise FrameworkUnavailable(f"jax backend has no optimizer {spec.optimizer!r}")
         if spec.loss != "softmax_cross_entropy":
@@ -110,7 +110,7 @@ class JaxBackend:
         return self.optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
     def _compile(self):
-        jax, jnp, optax = self.jax, self.jax.numpy, self.optax
+        jax, optax = self.jax, self.optax
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
         def step(carry, idx, train_x, train_y):
