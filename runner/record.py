@@ -17,7 +17,7 @@ from pathlib import Path
 from runner import atomic
 from runner.errors import RecordError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target")
 COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
 
@@ -29,8 +29,35 @@ def _v1_to_v2(record: dict) -> dict:
     return {**record, "schema_version": 2, "parity": None}
 
 
+NOT_RECORDED = "not recorded (schema v2 record)"
+
+
+def _v2_to_v3(record: dict) -> dict:
+    """v3 deepened the probe and added framework.build, resources, energy and the repeat policy.
+    What a v2 run did not record stays null, with the reason where the schema keeps reasons."""
+    hw, env = record["hardware"], record["environment"]
+    cpu = {"brand": hw.get("cpu"), "vendor": None, "arch": None, "physical_cores": hw.get("cores"),
+           "logical_cores": hw.get("logical_cores"), "usable_cores": None, "freq_mhz": None, "flags": None}
+    errors = dict(hw.get("errors") or {})
+    # v2 wrote [] both for "NVML read no GPU" and "NVML unreadable"; its error tells them apart.
+    gpus = None if "gpus" in errors else hw.get("gpus") or []
+    errors.setdefault("cpu.flags", NOT_RECORDED)
+    environment = {"hostname": None, "os": None, "container": None, "notebook": None, "scheduler": None,
+                   "cloud": None, "apple_chip": None, "load_avg_start": env.get("load_avg_start"),
+                   "load_avg_end": env.get("load_avg_end"), "thread_env": env.get("thread_env") or {},
+                   "errors": {"environment": NOT_RECORDED}}
+    of = record["repeat"]["of"]
+    return {**record, "schema_version": 3,
+            "repeat": {**record["repeat"], "policy": "fixed", "max": of, "cv_threshold": None},
+            "framework": {"build": None, **record["framework"]},
+            "hardware": {"cpu": cpu, "memory_bytes": hw.get("memory_bytes"), "gpus": gpus, "errors": errors},
+            "environment": environment, "resources": None,
+            "energy": {"joules": None, "method": "none", "scope": NOT_RECORDED, "window_s": None, "parts": [],
+                       "errors": {"energy": NOT_RECORDED}}}
+
+
 # v(N) -> v(N+1) converters; read() applies them in turn.
-UPGRADES: dict[int, callable] = {1: _v1_to_v2}
+UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 @lru_cache(maxsize=None)
