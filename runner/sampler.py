@@ -1,0 +1,154 @@
+"""Resources during a run: a background thread samples, at a fixed interval, the GPUs this process
+may use (NVML: utilization, memory used, power, SM clock) and the host (psutil: system-wide CPU %,
+this process' CPU % and RSS).
+
+    python -m runner run --sample-interval 0.5     # summaries (mean/max) go into the record
+    python -m runner run --samples                 # ... and every sample into RECORD.samples.jsonl
+
+A thread rather than a side process: one sample costs well under a millisecond of Python, and
+`benchmarks/sampler_overhead.py` measures what it does to the epoch time. Readings that fail are
+left out of the sample and their reason kept once in `errors`; nothing here raises into a run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+HOST_KEYS = ("system_cpu_percent", "process_cpu_percent", "rss_bytes")
+GPU_KEYS = ("util_percent", "memory_used_bytes", "power_w", "sm_clock_mhz")
+
+
+def _reason(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}".strip()
+
+
+class Sampler:
+    """start() ... stop() -> samples [{"t": s since start, host keys..., "gpus": [{"index", ...}]}]."""
+
+    def __init__(self, interval_s: float = 1.0, clock=time.monotonic):
+        if interval_s <= 0:
+            raise ValueError(f"sample interval must be > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self.clock = clock
+        self.samples: list[dict] = []
+        self.errors: dict[str, str] = {}
+        self.gpus: list[dict] | None = None  # [{"index", "uuid", "name"}] of the sampled GPUs
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nv = self._nv_session = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> "Sampler":
+        import psutil
+
+        self._proc = psutil.Process()
+        # psutil's CPU % is "since the previous call": prime both counters so the first sample means something.
+        self._proc.cpu_percent(None)
+        psutil.cpu_percent(None)
+        self._open_gpus()
+        self.t0 = self.clock()
+        self._take()
+        self._thread = threading.Thread(target=self._loop, name="dlbench-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[dict]:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._take()  # the end of the window, however short it was
+        if self._nv_session is not None:
+            self._nv_session.__exit__(None, None, None)
+            self._nv_session = self._nv = None
+        return self.samples
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock() - self.t0
+
+    def _loop(self):
+        while not self._stop.wait(self.interval_s):
+            self._take()
+
+    # -- readings ---------------------------------------------------------------------------------
+    def _open_gpus(self):
+        from runner import nvml
+
+        try:
+            session = nvml.session()
+            nv = session.__enter__()
+        except Exception as e:
+            self.errors["gpus"] = f"NVML unavailable ({_reason(e)})"
+            return
+        self._nv_session, self._nv = session, nv
+        try:
+            chosen = nvml.visible(nv)
+        except Exception as e:
+            self.errors["gpus"] = f"NVML could not list GPUs ({_reason(e)})"
+            chosen = []
+        self._handles = chosen
+        self.gpus = []
+        for index, h in chosen:
+            entry = {"index": index, "uuid": None, "name": None}
+            for key, fn in (("uuid", nv.nvmlDeviceGetUUID), ("name", nv.nvmlDeviceGetName)):
+                try:
+                    entry[key] = nvml.text(fn(h))
+                except Exception as e:
+                    self.errors.setdefault(f"gpus[{index}].{key}", _reason(e))
+            self.gpus.append(entry)
+
+    def _read(self, key: str, fn):
+        if key in self.errors:  # failed once: it will not start working mid-run
+            return None
+        try:
+            return fn()
+        except Exception as e:
+            self.errors[key] = _reason(e)
+            return None
+
+    def _take(self):
+        import psutil
+
+        sample = {"t": round(self.clock() - self.t0, 4),
+                  "system_cpu_percent": self._read("system_cpu_percent", lambda: psutil.cpu_percent(None)),
+                  "process_cpu_percent": self._read("process_cpu_percent", lambda: self._proc.cpu_percent(None)),
+                  "rss_bytes": self._read("rss_bytes", lambda: self._proc.memory_info().rss)}
+        if self._nv is not None:
+            nv, gpus = self._nv, []
+            for index, h in self._handles:
+                p = f"gpus[{index}]."
+                gpus.append({
+                    "index": index,
+                    "util_percent": self._read(p + "util_percent", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu),
+                    "memory_used_bytes": self._read(p + "memory_used_bytes", lambda: nv.nvmlDeviceGetMemoryInfo(h).used),
+                    "power_w": self._read(p + "power_w", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000),
+                    "sm_clock_mhz": self._read(p + "sm_clock_mhz",
+                                               lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+                })
+            sample["gpus"] = gpus
+        self.samples.append(sample)
+
+
+def _mean_max(values) -> tuple:
+    values = [v for v in values if v is not None]
+    return (statistics.fmean(values), max(values)) if values else (None, None)
+
+
+def summarize(samples: list[dict], gpus: list[dict] | None) -> dict:
+    """{"host": {key_mean, key_max}, "gpus": [{"index", "uuid", "name", key_mean, key_max}] | None}."""
+    host = {}
+    for key in HOST_KEYS:
+        host[f"{key}_mean"], host[f"{key}_max"] = _mean_max(s.get(key) for s in samples)
+    out_gpus = None
+    if gpus is not None:
+        out_gpus = []
+        for g in gpus:
+            row = dict(g)
+            readings = [r for s in samples for r in s.get("gpus", []) if r["index"] == g["index"]]
+            for key in GPU_KEYS:
+                row[f"{key}_mean"], row[f"{key}_max"] = _mean_max(r[key] for r in readings)
+            out_gpus.append(row)
+    return {"host": host, "gpus": out_gpus}
