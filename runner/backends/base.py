@@ -36,6 +36,9 @@ def parse_options(name: str, known: dict[str, tuple], given: dict[str, str]) -> 
     return out
 
 
+CPU_PEAK_MEMORY = (None, "on the CPU the device memory is host memory: see resources.host.peak_rss_bytes")
+
+
 class FrameworkUnavailable(Exception):
     """The framework (or the requested device) cannot run here; the message says why."""
 
@@ -74,6 +77,10 @@ class Backend(Protocol):
 
     def synchronize(self) -> None:
         """Block until all queued device work is done (the harness calls it before every clock read)."""
+
+    def peak_memory(self) -> tuple[int | None, str]:
+        """(bytes, how it was read) of the device's peak memory in use so far, as the framework
+        counts it; (None, why not) where it has no such counter (the CPU: see peak RSS)."""
 
     # For the parity gate (runner.parity): not timed, so clarity over speed.
     def probe_step(self, idx: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:

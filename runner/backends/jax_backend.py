@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner import layouts, models
-from runner.backends.base import EpochStats, FrameworkUnavailable, parse_options
+from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
 from runner.spec import Spec
 
 # JAX calls Apple's Metal plugin "METAL" and NVIDIA "cuda" (older releases: "gpu").
@@ -153,6 +153,13 @@ class JaxBackend:
 
     def synchronize(self) -> None:
         self.jax.block_until_ready((self.params, self.opt_state))
+
+    def peak_memory(self):
+        stats = self.device.memory_stats()  # None on the CPU backend
+        if not stats or "peak_bytes_in_use" not in stats:
+            return CPU_PEAK_MEMORY if self.device.platform == "cpu" else (
+                None, f"jax {self.device.platform} device reports no peak_bytes_in_use")
+        return int(stats["peak_bytes_in_use"]), "jax Device.memory_stats()['peak_bytes_in_use']"
 
     def probe_step(self, idx):
         x, y = self.train_x[idx], self.train_y[idx]

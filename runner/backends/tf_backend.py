@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from runner import layouts, models
-from runner.backends.base import EpochStats, FrameworkUnavailable, parse_options
+from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
 from runner.spec import Spec
 
 ONOFF = ("off", "on")
@@ -190,6 +190,12 @@ class TensorflowBackend:
         last = getattr(self, "_last", None)
         if last is not None:
             last.numpy()
+
+    def peak_memory(self):
+        if self.device_kind == "cpu":
+            return CPU_PEAK_MEMORY
+        info = self.tf.config.experimental.get_memory_info(self.device.lstrip("/"))
+        return int(info["peak"]), "tf.config.experimental.get_memory_info()['peak']"
 
     def probe_step(self, idx):
         tf = self.tf

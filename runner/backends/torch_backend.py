@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner import models
-from runner.backends.base import EpochStats, FrameworkUnavailable, parse_options
+from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
 from runner.spec import Spec
 
 
@@ -134,6 +134,14 @@ class TorchBackend:
             self.torch.cuda.synchronize(self.device)
         elif self.device.type == "mps":
             self.torch.mps.synchronize()
+
+    def peak_memory(self):
+        torch, kind = self.torch, self.device.type
+        if kind == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device)), "torch.cuda.max_memory_allocated"
+        if kind == "mps":  # torch.mps keeps no peak: the Metal driver's allocation at the end of training
+            return int(torch.mps.driver_allocated_memory()), "torch.mps.driver_allocated_memory (at the end, not a peak)"
+        return CPU_PEAK_MEMORY
 
     def probe_step(self, idx):
         torch, model = self.torch, self.model
