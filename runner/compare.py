@@ -1,12 +1,19 @@
 """Records from many machines -> one comparison table. Pure functions; I/O only in `load`.
 
     python -m runner compare results/ [more/ file.json ...] [--format markdown|csv|json]
+                             [--baseline framework=torch,device=cpu] [--noisy-cv 0.05]
 
 Rows group records by spec_hash x platform x hardware x framework (version, backend options) x
-device; repeats aggregate to a median with min-max. The parity column says whether the runs passed
-the parity gate (runner.parity): a FAIL row did not train the spec's workload, so its timings are
-not comparable with the others. Records with different spec hashes never share a row: each spec
-gets a table of its own. Unreadable, foreign or future-schema files are skipped and counted.
+device. The statistical unit is the run (runner.stats): a row's steady s/epoch is the median over its
+completed runs with a 95 % bootstrap confidence interval, its CV and n; one run gets no interval and
+the notes say so. A row is marked noisy when its CV is above --noisy-cv, and below target when its
+median best test accuracy misses the spec's target (the same statistic as its "best acc %" column;
+runs that missed it one by one are counted in "runs ok", and "s to target" says how many reached it).
+The parity column says whether the runs passed the parity gate (runner.parity): a FAIL row did not
+train the spec's workload, so its timings are not comparable with the others. With --baseline, each
+spec's table gets the ratio of every row's steady s/epoch to the baseline row's (> 1: slower), with a
+bootstrap CI that resamples both rows' runs. Records with different spec hashes never share a row:
+each spec gets a table of its own. Unreadable, foreign or future-schema files are skipped and counted.
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from runner.errors import RecordError
+from runner import stats
+from runner.errors import RecordError, UserError
 from runner.record import COMPLETED
+
+NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked noisy
+BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options")
 
 
 def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -45,10 +56,13 @@ def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
 
 
 def hardware_label(rec: dict) -> str:
+    """"AMD EPYC x2 + 2x NVIDIA H100": CPU brand x physical cores, then the GPUs NVML read (none
+    listed when it could not read them: gpus is null)."""
     hw = rec["hardware"]
-    cpu = f"{hw.get('cpu') or 'unknown CPU'} x{hw.get('cores') or '?'}"
-    gpus = Counter(g.get("name", "GPU") for g in hw.get("gpus") or [])
-    return " + ".join([cpu] + [f"{n}x {name}" for name, n in gpus.items()])
+    cpu = hw.get("cpu") or {}
+    label = f"{cpu.get('brand') or 'unknown CPU'} x{cpu.get('physical_cores') or '?'}"
+    gpus = Counter(g.get("name") or "GPU" for g in hw.get("gpus") or [])
+    return " + ".join([label] + [f"{n}x {name}" for name, n in gpus.items()])
 
 
 def spec_label(spec: dict) -> str:
@@ -82,15 +96,32 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def aggregate(group: list[dict]) -> dict:
+def _steady(group: list[dict]) -> list[float]:
+    """The row's sample: one steady s/epoch per completed run that has one."""
+    return [r["timing"]["steady_epoch_s"] for r in group
+            if r["status"] in COMPLETED and r["timing"]["steady_epoch_s"] is not None]
+
+
+def _below_target(done: list[dict], best, target) -> bool:
+    """The row's median best accuracy misses the target; without accuracies or a target, the
+    majority of its completed runs' own verdicts (the worker's below_target status)."""
+    if target is not None and best is not None:
+        return best < target
+    return 2 * sum(r["status"] == "below_target" for r in done) > len(done)
+
+
+def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
     """One table row from the records of one group."""
     first = group[0]
     done = [r for r in group if r["status"] in COMPLETED]
     t = lambda key: [r["timing"][key] for r in done]  # noqa: E731
     m = lambda key: [r["metrics"][key] for r in done]  # noqa: E731
-    steady = [v for v in t("steady_epoch_s") if v is not None]
+    steady = stats.summary(_steady(group))
     statuses = Counter(r["status"] for r in group)
     target = first["spec"].get("target_accuracy")
+    best = _median(m("best_test_accuracy"))
+    energy = [r for r in done if (r.get("energy") or {}).get("joules") is not None]
+    resources = [r.get("resources") or {} for r in done]
     return {
         "spec_hash": first["spec_hash"],
         "spec": spec_label(first["spec"]),
@@ -104,18 +135,33 @@ def aggregate(group: list[dict]) -> dict:
         "runs": len(group),
         "completed": len(done),
         "statuses": dict(sorted(statuses.items())),
-        "steady_epoch_s": _median(steady),
-        "steady_epoch_s_min": min(steady) if steady else None,
-        "steady_epoch_s_max": max(steady) if steady else None,
+        "n": steady["n"],
+        "steady_epoch_s": steady["median"],
+        "steady_epoch_s_ci_low": steady["ci_low"],
+        "steady_epoch_s_ci_high": steady["ci_high"],
+        "steady_epoch_s_cv": steady["cv"],
+        "steady_epoch_s_min": steady["min"],
+        "steady_epoch_s_max": steady["max"],
+        "noisy": steady["cv"] is not None and steady["cv"] > noisy_cv,
         "first_epoch_s": _median(t("first_epoch_s")),
         "compile_s": _median(t("compile_s")),
         "images_per_s": _median(m("images_per_s")),
         "final_test_accuracy": _median(m("final_test_accuracy")),
-        "best_test_accuracy": _median(m("best_test_accuracy")),
-        "time_to_target_s": _median(m("time_to_target_s")),
+        "best_test_accuracy": best,
+        "time_to_target_s": _median(m("time_to_target_s")),  # over the runs that reached the target
         "target_epoch": _median(m("target_epoch")),
+        "target_reached": sum(v is not None for v in m("time_to_target_s")),
         "target_accuracy": target,
-        "below_target": bool(statuses.get("below_target")),
+        "below_target": _below_target(done, best, target),
+        "energy_j": _median(r["energy"]["joules"] for r in energy),
+        "energy_runs": len(energy),
+        "energy_method": " | ".join(dict.fromkeys(r["energy"]["method"] for r in energy)) or None,
+        "peak_rss_bytes": _median((res.get("host") or {}).get("peak_rss_bytes") for res in resources),
+        "device_peak_memory_bytes": _median(res.get("device_peak_memory_bytes") for res in resources),
+        "baseline": False,  # the --baseline fields, set by rows()
+        "ratio_to_baseline": None,
+        "ratio_ci_low": None,
+        "ratio_ci_high": None,
         # The seed-001 table's columns, from the same records:
         "best_train_accuracy": _median(m("best_train_accuracy")),
         "data_load_s": _median(t("data_load_s")),
@@ -125,24 +171,113 @@ def aggregate(group: list[dict]) -> dict:
     }
 
 
-def rows(records: list[dict]) -> list[dict]:
+def parse_baseline(text: str) -> dict[str, str]:
+    """"framework=torch,device=cpu" -> {"framework": "torch", "device": "cpu"}. An options value may
+    hold commas itself (options=jit_compile=off,loop=epoch): pieces after it that are not one of
+    BASELINE_KEYS continue it."""
+    criteria: dict[str, str] = {}
+    for piece in text.split(","):
+        key, sep, value = piece.partition("=")
+        key = key.strip()
+        if sep and key in BASELINE_KEYS and key not in criteria:
+            criteria[key] = value.strip()
+        elif list(criteria)[-1:] == ["options"] and piece.strip():
+            criteria["options"] += "," + piece
+        else:
+            problem = f"{key} given twice" if key in criteria else f"{piece.strip()!r} is not KEY=VALUE"
+            raise UserError(f"--baseline {text!r}: {problem}; expected KEY=VALUE[,KEY=VALUE...] with KEY one of"
+                            f" {', '.join(BASELINE_KEYS)}")
+    return criteria
+
+
+def _pairs(options: str | None) -> frozenset:
+    return frozenset(p.strip() for p in (options or "").split(",") if p.strip())
+
+
+def matches(row: dict, criteria: dict[str, str]) -> bool:
+    """Every KEY=VALUE holds, case-insensitively: options as a set of pairs in any order, hardware as a
+    substring of the label (it is long), the other keys exactly."""
+    for key, want in criteria.items():
+        have, want = (row[key] or "").casefold(), want.casefold()
+        if key == "options":
+            ok = _pairs(have) == _pairs(want)
+        elif key == "hardware":
+            ok = want in have
+        else:
+            ok = have == want
+        if not ok:
+            return False
+    return True
+
+
+def _row_label(row: dict) -> str:
+    """The row as --baseline keys, to copy from."""
+    return ",".join(f"{k}={row[k] or ''}".replace(", ", ",") for k in BASELINE_KEYS if row[k] or k != "options")
+
+
+def _apply_baseline(table: list[dict], samples: list[list[float]], text: str) -> None:
+    """Set the baseline fields: in each spec's block, the row matching every pair is the baseline."""
+    criteria = parse_baseline(text)
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(table):
+        blocks[row["spec_hash"]].append(i)
+    found = False
+    for spec_hash, members in blocks.items():
+        hits = [i for i in members if matches(table[i], criteria)]
+        if len(hits) > 1:
+            raise UserError(f"--baseline {text!r} matches {len(hits)} rows of spec {spec_hash[:12]}: "
+                            + "; ".join(_row_label(table[i]) for i in hits) + "; add keys to pick one")
+        if not hits:
+            continue
+        found, base = True, hits[0]
+        for i in members:
+            r = stats.ratio(samples[i], samples[base])
+            table[i].update(baseline=i == base, ratio_to_baseline=r["ratio"],
+                            ratio_ci_low=None if i == base else r["ci_low"],
+                            ratio_ci_high=None if i == base else r["ci_high"])
+    if not found:
+        raise UserError(f"--baseline {text!r} matches no row; the rows are: "
+                        + "; ".join(dict.fromkeys(_row_label(r) for r in table)))
+
+
+def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOISY_CV) -> list[dict]:
+    """One row per group, fastest first within a spec; `baseline` is --baseline's KEY=VALUE text."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rec in records:
         groups[group_key(rec)].append(rec)
-    out = [aggregate(g) for g in groups.values()]
-    # Fastest first within a spec; rows without timings last.
-    return sorted(out, key=lambda r: (r["spec_hash"], r["steady_epoch_s"] is None, r["steady_epoch_s"] or 0,
-                                      r["framework"], r["device"]))
+    table = [aggregate(g, noisy_cv) for g in groups.values()]
+    if baseline is not None:
+        _apply_baseline(table, [_steady(g) for g in groups.values()], baseline)
+    # Rows without timings last.
+    return sorted(table, key=lambda r: (r["spec_hash"], r["steady_epoch_s"] is None, r["steady_epoch_s"] or 0,
+                                        r["framework"], r["device"]))
 
 
 def _num(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _display(row: dict) -> dict:
-    steady = _num(row["steady_epoch_s"], ".2f")
-    if row["completed"] > 1 and row["steady_epoch_s"] is not None:
-        steady += f" [{row['steady_epoch_s_min']:.2f}-{row['steady_epoch_s_max']:.2f}]"
+def _with_ci(value, low, high) -> str:
+    """"7.58 [7.10-8.02]"; the bare value where there is no interval."""
+    text = _num(value, ".2f")
+    return text if low is None or value is None else f"{text} [{low:.2f}-{high:.2f}]"
+
+
+def _notes(row: dict) -> str:
+    notes = []
+    if row["n"] == 1:
+        notes.append("n=1: no CI")
+    elif row["n"] == 0 and row["completed"]:
+        notes.append("no steady epochs")
+    if row["noisy"]:
+        notes.append(f"noisy (CV {100 * row['steady_epoch_s_cv']:.1f} %)")
+    if row["below_target"]:
+        target = row["target_accuracy"]
+        notes.append("below target" + ("" if target is None else f" {100 * target:g} %"))
+    return "; ".join(notes)
+
+
+def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
     runs = f"{row['completed']}/{row['runs']}"
     not_ok = {k: v for k, v in row["statuses"].items() if k != "ok"}
     if not_ok:
@@ -150,19 +285,35 @@ def _display(row: dict) -> dict:
     target = row["target_accuracy"]
     ttt = "-" if target is None else (
         "not reached" if row["time_to_target_s"] is None else
-        f"{row['time_to_target_s']:.1f} (ep {row['target_epoch']:g})")
+        f"{row['time_to_target_s']:.1f} (ep {row['target_epoch']:g}"
+        + ("" if row["target_reached"] == row["completed"] else f", {row['target_reached']}/{row['completed']} runs")
+        + ")")
     pct = lambda v: _num(None if v is None else 100 * v, ".2f")  # noqa: E731
     options = f" ({row['options']})" if row["options"] else ""
     parity = {"fail": "FAIL: not comparable", "error": "error"}.get(row["parity"], row["parity"])
-    return {
+    out = {
         "framework": f"{row['framework']} {row['version'] or ''}".strip() + options,
         "device": row["device"], "platform": row["platform"], "hardware": row["hardware"],
-        "parity": parity, "runs ok": runs, "s/epoch (median [min-max])": steady,
+        "parity": parity, "runs ok": runs, "n": str(row["n"]),
+        "s/epoch (median [95% CI])": _with_ci(row["steady_epoch_s"], row["steady_epoch_s_ci_low"],
+                                              row["steady_epoch_s_ci_high"]),
+        "CV %": _num(None if row["steady_epoch_s_cv"] is None else 100 * row["steady_epoch_s_cv"], ".1f"),
+    }
+    if with_baseline:
+        out["s/epoch × baseline"] = (
+            ("1.00 (baseline)" if row["steady_epoch_s"] is not None else "baseline (no time)") if row["baseline"]
+            else _with_ci(row["ratio_to_baseline"], row["ratio_ci_low"], row["ratio_ci_high"]))
+    out |= {
         "1st epoch s": _num(row["first_epoch_s"], ".2f"), "compile s": _num(row["compile_s"], ".2f"),
         "img/s": _num(row["images_per_s"], ",.0f"),
         "final acc %": pct(row["final_test_accuracy"]), "best acc %": pct(row["best_test_accuracy"]),
         ("s to target" if target is None else f"s to {100 * target:g}%"): ttt,
     }
+    if with_energy:
+        out["train energy J"] = ("-" if row["energy_j"] is None
+                                 else f"{row['energy_j']:,.0f} ({row['energy_method']})")
+    out["notes"] = _notes(row)
+    return out
 
 
 def render(table_rows: list[dict], fmt: str = "markdown") -> str:
@@ -178,9 +329,12 @@ def render(table_rows: list[dict], fmt: str = "markdown") -> str:
     from tabulate import tabulate
 
     blocks = []
+    # Optional columns are the same in every block: a block without the baseline shows "-".
+    with_baseline = any(r["baseline"] for r in table_rows)
+    with_energy = any(r["energy_j"] is not None for r in table_rows)
     for spec_hash in dict.fromkeys(r["spec_hash"] for r in table_rows):
         mine = [r for r in table_rows if r["spec_hash"] == spec_hash]
         blocks.append(f"### {mine[0]['spec']} (spec {spec_hash[:12]})\n\n"
-                      + tabulate([_display(r) for r in mine], headers="keys", tablefmt="pipe",
-                                 disable_numparse=True))
+                      + tabulate([_display(r, with_baseline, with_energy) for r in mine], headers="keys",
+                                 tablefmt="pipe", disable_numparse=True))
     return "\n\n".join(blocks) if blocks else "(no records)"

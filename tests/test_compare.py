@@ -6,6 +6,7 @@ import pytest
 
 from records import make_record
 from runner import compare, record
+from runner.errors import UserError
 
 
 def test_repeats_aggregate_to_median_and_range():
@@ -105,3 +106,159 @@ def test_backend_options_split_rows_and_show_in_the_label():
     table = compare.rows(recs)
     assert [(r["options"], r["runs"]) for r in table] == [("loop=step", 2), ("loop=scan", 1)]
     assert "jax 0.10.2 (loop=scan)" in compare.render(table)
+
+
+def _with_target(rec, best, reached_s=None, epoch=None, target=0.99):
+    """`rec` under a spec with a target, its best accuracy `best`, reaching it at `reached_s`."""
+    rec["spec"]["target_accuracy"] = target
+    rec["metrics"].update(best_test_accuracy=best, time_to_target_s=reached_s, target_epoch=epoch)
+    rec["status"] = "ok" if best >= target else "below_target"
+    return rec
+
+
+def test_hardware_label_reads_the_v3_probe():
+    r = make_record()
+    r["hardware"]["cpu"].update(brand="AMD EPYC 7763", physical_cores=64)
+    r["hardware"]["gpus"] = None  # NVML unreadable: nothing to list
+    assert compare.hardware_label(r) == "AMD EPYC 7763 x64"
+    r["hardware"]["gpus"] = [{"name": "NVIDIA H100"}, {"name": "NVIDIA H100"}]
+    assert compare.hardware_label(r) == "AMD EPYC 7763 x64 + 2x NVIDIA H100"
+    r["hardware"]["cpu"].update(brand=None, physical_cores=None)
+    r["hardware"]["gpus"] = []
+    assert compare.hardware_label(r) == "unknown CPU x?"
+
+
+def test_repeats_show_the_median_with_its_bootstrap_ci_cv_and_n():
+    (row,) = compare.rows([make_record(steady=s) for s in (2.0, 3.0, 2.5)])
+    # n = 3: the exact bootstrap distribution of the median puts 7/27 > 2.5 % on each extreme.
+    assert row["n"] == 3 and row["steady_epoch_s"] == 2.5
+    assert (row["steady_epoch_s_ci_low"], row["steady_epoch_s_ci_high"]) == pytest.approx((2.0, 3.0))
+    assert row["steady_epoch_s_cv"] == pytest.approx(0.2)  # stdev 0.5 / mean 2.5
+    text = compare.render([row])
+    assert "s/epoch (median [95% CI])" in text and "| 2.50 [2.00-3.00] " in text and "| 20.0 " in text
+
+
+def test_one_run_is_an_anecdote_and_says_so():
+    (row,) = compare.rows([make_record(steady=2.0)])
+    assert row["n"] == 1 and row["steady_epoch_s_ci_low"] is None and row["steady_epoch_s_cv"] is None
+    line = compare.render([row]).splitlines()[-1]
+    assert "| 2.00 " in line and "[" not in line and "n=1: no CI" in line
+
+
+def test_noisy_rows_are_marked_above_the_threshold():
+    noisy = [make_record(steady=s) for s in (2.0, 3.0, 2.5)]                                  # CV 20 %
+    calm = [make_record(framework="jax", version="0.10.2", steady=s) for s in (2.0, 2.02, 2.04)]  # CV 1 %
+    table = {r["framework"]: r for r in compare.rows(noisy + calm)}
+    assert table["torch"]["noisy"] and not table["jax"]["noisy"]
+    text = compare.render(list(table.values()))
+    assert "noisy (CV 20.0 %)" in text and text.count("noisy") == 1
+    assert not any(r["noisy"] for r in compare.rows(noisy + calm, noisy_cv=0.25))
+
+
+def test_below_target_is_the_median_best_accuracy_against_the_spec_target():
+    missed = [_with_target(make_record(steady=2.0), best=b) for b in (0.985, 0.987)]
+    (row,) = compare.rows(missed)
+    assert row["below_target"] and row["time_to_target_s"] is None and row["target_reached"] == 0
+    text = compare.render([row])
+    assert "below target 99 %" in text and "not reached" in text and "2 below_target" in text
+    # One run of three missed: the row (median 0.991) reached it, and says how many runs did.
+    mixed = [_with_target(make_record(steady=2.0), *args) for args in ((0.991, 30.0, 6), (0.992, 34.0, 7), (0.989,))]
+    (row,) = compare.rows(mixed)
+    assert not row["below_target"] and row["target_reached"] == 2 and row["time_to_target_s"] == 32.0
+    text = compare.render([row])
+    assert "32.0 (ep 6.5, 2/3 runs)" in text and "below target" not in text and "1 below_target" in text
+
+
+def _three_frameworks():
+    return ([make_record(steady=s) for s in (2.0, 2.2, 2.4)]
+            + [make_record(framework="jax", version="0.10.2", steady=s) for s in (3.0, 3.3, 3.6)]
+            + [make_record(framework="tensorflow", version="2.21.0", steady=4.4, options={"loop": "epoch"})])
+
+
+def test_baseline_ratio_with_its_ci():
+    table = {r["framework"]: r for r in compare.rows(_three_frameworks(), baseline="framework=torch,device=cpu")}
+    assert table["torch"]["baseline"] and table["torch"]["ratio_to_baseline"] == 1.0
+    jax = table["jax"]
+    assert jax["ratio_to_baseline"] == pytest.approx(1.5)  # 3.3 / 2.2
+    assert 3.0 / 2.4 <= jax["ratio_ci_low"] <= 1.5 <= jax["ratio_ci_high"] <= 3.6 / 2.0
+    tf = table["tensorflow"]
+    assert tf["ratio_to_baseline"] == pytest.approx(2.0) and tf["ratio_ci_low"] is None  # n = 1: no CI
+    text = compare.render(list(table.values()))
+    assert "s/epoch × baseline" in text and "1.00 (baseline)" in text
+    assert f"| 1.50 [{jax['ratio_ci_low']:.2f}-{jax['ratio_ci_high']:.2f}] " in text and "| 2.00 " in text
+    assert "×" not in compare.render(compare.rows(_three_frameworks()))  # no --baseline, no column
+
+
+def test_baseline_options_may_hold_commas_and_match_in_any_order():
+    recs = _three_frameworks()
+    recs[-1]["framework"]["options"] = {"loop": "epoch", "jit_compile": "off"}
+    table = compare.rows(recs, baseline="framework=tensorflow,options=loop=epoch,jit_compile=off")
+    assert [r["framework"] for r in table if r["baseline"]] == ["tensorflow"]
+    assert compare.parse_baseline("options=a=1,b=2,device=cpu") == {"options": "a=1,b=2", "device": "cpu"}
+
+
+def test_baseline_is_per_spec_and_a_block_without_it_shows_a_dash():
+    other = make_record(steady=9.0, framework="jax", version="0.10.2", spec_hash="b" * 64)
+    table = compare.rows(_three_frameworks() + [other], baseline="framework=torch")
+    (lonely,) = [r for r in table if r["spec_hash"] == "b" * 64]
+    assert lonely["ratio_to_baseline"] is None and not lonely["baseline"]
+    block = compare.render(table).split("### ")[2]
+    assert block.splitlines()[-1].split("|")[9].strip() == "-"
+
+
+@pytest.mark.parametrize("baseline, message", [
+    ("framework=caffe", "matches no row; the rows are: framework=torch"),
+    ("device=cpu", "matches 3 rows of spec"),
+    ("framework", "'framework' is not KEY=VALUE"),
+    ("gpu=h100", "'gpu=h100' is not KEY=VALUE"),
+    ("framework=torch,framework=jax", "framework given twice"),
+    ("", "is not KEY=VALUE"),
+])
+def test_baseline_errors_are_user_errors(baseline, message):
+    with pytest.raises(UserError, match="--baseline") as e:
+        compare.rows(_three_frameworks(), baseline=baseline)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _resources(peak_rss, device_peak):
+    """The two fields of record["resources"] compare reads (the sampler's other fields: see the schema)."""
+    return {"host": {"peak_rss_bytes": peak_rss}, "device_peak_memory_bytes": device_peak}
+
+
+def test_energy_and_memory_medians():
+    recs = [make_record(steady=2.0) for _ in range(3)]
+    for r, joules, rss in zip(recs, (100.0, None, 300.0), (1e9, 2e9, 4e9)):
+        r["energy"].update(joules=joules, method="RAPL powercap counter" if joules else "none")
+        r["resources"] = _resources(rss, int(rss / 10))
+    (row,) = compare.rows(recs)
+    assert (row["energy_j"], row["energy_runs"], row["energy_method"]) == (200.0, 2, "RAPL powercap counter")
+    assert (row["peak_rss_bytes"], row["device_peak_memory_bytes"]) == (2e9, 2e8)
+    assert "| 200 (RAPL powercap counter) " in compare.render([row])
+    plain = compare.rows([make_record(steady=2.0)])
+    assert plain[0]["energy_j"] is None and "energy" not in compare.render(plain)
+
+
+def test_csv_and_json_carry_the_statistics():
+    table = compare.rows(_three_frameworks(), baseline="framework=torch")
+    (torch_csv,) = [r for r in csv.DictReader(io.StringIO(compare.render(table, "csv"))) if r["framework"] == "torch"]
+    assert torch_csv["n"] == "3" and float(torch_csv["steady_epoch_s_ci_low"]) == pytest.approx(2.0)
+    assert torch_csv["baseline"] == "True" and torch_csv["noisy"] == "True"
+    (jax_json,) = [r for r in json.loads(compare.render(table, "json")) if r["framework"] == "jax"]
+    assert jax_json["ratio_to_baseline"] == pytest.approx(1.5)
+    assert jax_json["steady_epoch_s_cv"] == pytest.approx(0.3 / 3.3)
+
+
+def test_cli_compare_baseline_and_its_errors(tmp_path, capsys):
+    from runner import cli
+
+    for rec in _three_frameworks():
+        record.write(rec, tmp_path)
+    assert cli.main(["compare", str(tmp_path), "--baseline", "framework=jax", "--noisy-cv", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "1.00 (baseline)" in out and "noisy" not in out
+    for args, message in ((["--baseline", "framework=caffe"], "matches no row"),
+                          (["--baseline", "torch"], "'torch' is not KEY=VALUE"),
+                          (["--noisy-cv", "-1"], "--noisy-cv must be >= 0")):
+        assert cli.main(["compare", str(tmp_path), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dlbench: error: ") and message in err and len(err.strip().splitlines()) == 1
