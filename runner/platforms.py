@@ -13,6 +13,7 @@ import platform as _platform
 import sys
 from pathlib import Path
 
+from runner import where
 from runner.errors import UserError
 
 # name -> the device a run on it asks its framework for when --device is not given
@@ -30,17 +31,20 @@ PLATFORMS: dict[str, str] = {
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def detect(environ=os.environ) -> str:
-    if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ:
-        return "colab"
-    if "KAGGLE_KERNEL_RUN_TYPE" in environ or "KAGGLE_URL_BASE" in environ:
-        return "kaggle"
-    if "SLURM_JOB_ID" in environ:
+def detect(environ=os.environ, root: Path = where.ROOT) -> str:
+    """The most specific platform the machine shows (runner.where reads the signs; `root` stands in
+    for / in tests): notebooks and Slurm run inside containers, so they come first."""
+    notebook = where.notebook(environ, modules={})["kind"]
+    if notebook in ("colab", "kaggle"):
+        return notebook
+    if where.scheduler(environ):
         return "slurm"
-    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+    if where.container(environ, root)["kind"] in ("docker", "podman", "kubernetes"):  # OCI images
         return "docker"
     if sys.platform == "darwin" and _platform.machine() == "arm64":
         return "m1"
+    if sys.platform.startswith("linux") and where.nvidia_gpus(root):  # the NVIDIA driver registered GPUs
+        return "cuda"
     return "local"
 
 
@@ -53,8 +57,8 @@ def resolve(flag: str | None, environ=os.environ) -> dict[str, str]:
     else:
         name, source = detect(environ), "detected"
     if name not in PLATFORMS:
-        where = "--platform" if source == "flag" else "DLBENCH_PLATFORM"
-        raise UserError(f"unknown platform {name!r} from {where} (choose from {', '.join(PLATFORMS)})")
+        origin = "--platform" if source == "flag" else "DLBENCH_PLATFORM"
+        raise UserError(f"unknown platform {name!r} from {origin} (choose from {', '.join(PLATFORMS)})")
     return {"name": name, "source": source}
 
 
