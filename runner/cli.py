@@ -2,10 +2,11 @@
 
     python -m runner                               # = run: the standard workload, every installed framework
     python -m runner run --framework torch --preset smoke
+    python -m runner run --framework torch --repeats 5 | --until-stable [--cv-threshold 0.03] [--max-repeats 10]
     python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
-    python -m runner compare results/ [--format markdown|csv|json]
-    python -m runner probe [--json]
+    python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
+    python -m runner probe [--json] [--no-frameworks]
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in worker processes.
 """
@@ -64,7 +65,20 @@ def _add_run(sub) -> None:
                        description="Run the standard workload (or a variant) on one or more frameworks,"
                                    " one process per run; write one record per run; print the table.")
     _add_workload(p, "one name, a comma-separated list, or 'all' (default: every installed framework)")
-    p.add_argument("--repeats", type=int, default=1, help="independent runs per framework (default 1)")
+    p.add_argument("--repeats", type=int, help="independent runs per framework, each its own process (default 1;"
+                                               " the minimum under --until-stable, default 3 there)")
+    p.add_argument("--until-stable", action="store_true",
+                   help="add runs until the coefficient of variation of the runs' steady epoch times is below"
+                        " --cv-threshold, or --max-repeats runs")
+    p.add_argument("--cv-threshold", type=float, metavar="CV",
+                   help="with --until-stable: stop when CV < this (default 0.03 = 3 %%)")
+    p.add_argument("--max-repeats", type=int, metavar="N",
+                   help="with --until-stable: at most N runs per framework (default 10)")
+    p.add_argument("--sample-interval", type=float, default=1.0, metavar="S",
+                   help="seconds between resource samples (CPU, RSS, GPU utilization/memory/power/clock;"
+                        " default 1.0)")
+    p.add_argument("--samples", action="store_true",
+                   help="also write every resource sample beside the record (RECORD.samples.jsonl)")
     p.add_argument("--parity-steps", type=int, default=50, metavar="K",
                    help="after training, check the first K steps against the float64 reference and record"
                         " the result (default 50; 0 skips it)")
@@ -115,9 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Merge records (files or folders) into one table per spec.")
     compare.add_argument("paths", nargs="+", metavar="PATH")
     compare.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    compare.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
+                         help="the row the others are divided by (s/epoch ratio with a 95%% CI), in each spec's"
+                              " table; keys: framework, device, platform, hardware (a substring), version,"
+                              " options; e.g. framework=torch,device=cpu")
+    compare.add_argument("--noisy-cv", type=float, metavar="CV",
+                         help="mark rows whose steady s/epoch varies more than this over runs (default 0.05)")
 
-    probe = sub.add_parser("probe", help="describe this machine", description="What dlbench sees of this machine.")
+    probe = sub.add_parser("probe", help="describe this machine",
+                           description="What dlbench sees of this machine: CPU, memory, GPUs, OS, container,"
+                                       " notebook, scheduler, cloud, and how each installed framework was"
+                                       " built (imported in a process of its own). Unreadable fields are"
+                                       " listed with the reason.")
     probe.add_argument("--json", action="store_true", help="print JSON")
+    probe.add_argument("--no-frameworks", action="store_true",
+                       help="skip the frameworks (importing them takes seconds)")
     return parser
 
 
@@ -162,8 +188,9 @@ def _workload(args):
 
 def cmd_run(args) -> int:
     spec, frameworks, platform, device, options = _workload(args)
-    if args.repeats < 1:
-        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    repeats = _repeats(args)
+    if not args.sample_interval > 0:
+        raise UserError(f"--sample-interval must be > 0, got {args.sample_interval}")
     if args.parity_steps < 0:
         raise UserError(f"--parity-steps must be >= 0, got {args.parity_steps}")
     out = Path(args.out)
@@ -180,8 +207,9 @@ def cmd_run(args) -> int:
           f" platform {platform['name']} ({platform['source']}), device {device}", file=sys.stderr)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
     outcomes, interrupted = orchestrate.run_all(
-        spec, frameworks, repeats=args.repeats, platform=platform, device=device, data_dir=args.data_dir,
-        out_dir=out, command=command, options=options, parity_steps=args.parity_steps)
+        spec, frameworks, repeats=repeats, platform=platform, device=device, data_dir=args.data_dir,
+        out_dir=out, command=command, options=options, parity_steps=args.parity_steps,
+        sample_interval=args.sample_interval, write_samples=args.samples)
     for o in outcomes:
         print(f"{o.framework}: {o.status} -> {o.path}")
     if not args.no_table:
@@ -192,6 +220,30 @@ def cmd_run(args) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(o.status in ("failed", "diverged", "unavailable") for o in outcomes) else 0
+
+
+def _repeats(args):
+    from runner.orchestrate import Repeats
+
+    if not args.until_stable:
+        for flag in ("cv_threshold", "max_repeats"):
+            if getattr(args, flag) is not None:
+                raise UserError(f"--{flag.replace('_', '-')} needs --until-stable")
+        repeats = 1 if args.repeats is None else args.repeats
+        if repeats < 1:
+            raise UserError(f"--repeats must be >= 1, got {repeats}")
+        return Repeats(minimum=repeats)
+    minimum = 3 if args.repeats is None else args.repeats
+    default = Repeats()
+    cv_threshold = default.cv_threshold if args.cv_threshold is None else args.cv_threshold
+    maximum = default.maximum if args.max_repeats is None else args.max_repeats
+    if minimum < 2:
+        raise UserError(f"--until-stable needs --repeats >= 2 (a CV needs two runs), got {minimum}")
+    if maximum < minimum:
+        raise UserError(f"--max-repeats ({maximum}) is below --repeats ({minimum})")
+    if not cv_threshold > 0:  # CV is a ratio (0.03 = 3 %); two runs can reach sqrt(2), more runs more
+        raise UserError(f"--cv-threshold must be > 0 (0.03 = 3 %), got {cv_threshold}")
+    return Repeats(minimum=minimum, until_stable=True, cv_threshold=cv_threshold, maximum=maximum)
 
 
 def cmd_verify(args) -> int:
@@ -235,6 +287,12 @@ def cmd_data(args) -> int:
 def cmd_compare(args) -> int:
     from runner import compare
 
+    if args.noisy_cv is None:
+        args.noisy_cv = compare.NOISY_CV
+    if not args.noisy_cv >= 0:
+        raise UserError(f"--noisy-cv must be >= 0, got {args.noisy_cv}")
+    if args.baseline is not None:
+        compare.parse_baseline(args.baseline)  # bad syntax fails before any file is read
     try:
         records, skipped = compare.load(args.paths)
     except FileNotFoundError as e:
@@ -243,7 +301,7 @@ def cmd_compare(args) -> int:
         print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
     if skipped:
         print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
-    print(compare.render(compare.rows(records), args.format))
+    print(compare.render(compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
     return 0
 
 
@@ -252,20 +310,6 @@ def cmd_probe(args) -> int:
 
     from runner import probe
 
-    info = probe.probe()
-    if args.json:
-        print(json.dumps(info, indent=1))
-        return 0
-    hw, env, sw = info["hardware"], info["environment"], info["software"]
-    gib = f"{hw['memory_bytes'] / 2**30:.1f} GiB" if hw["memory_bytes"] else None
-    lines = [("platform", f"{info['platform']['name']} ({info['platform']['source']})"), ("cpu", hw["cpu"]),
-             ("cores", f"{hw['cores']} physical, {hw['logical_cores']} logical"), ("memory", gib),
-             ("gpus", ", ".join(g["name"] for g in hw["gpus"]) or "none"), ("os", env["os"]),
-             ("python", sw["python"]),
-             ("frameworks", ", ".join(f"{k} {v}" for k, v in sw["packages"].items()
-                                      if k in ("torch", "tensorflow", "tensorflow-cpu", "jax", "juliacall")) or "none")]
-    for key, reason in {**hw["errors"], **env["errors"]}.items():
-        lines.append((f"({key})", reason))
-    width = max(len(k) for k, _ in lines)
-    print("\n".join(f"{k:<{width}}  {v if v is not None else 'unknown'}" for k, v in lines))
+    info = probe.probe(frameworks=not args.no_frameworks)
+    print(json.dumps(info, indent=1) if args.json else probe.render(info))
     return 0

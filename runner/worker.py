@@ -44,35 +44,41 @@ def skeleton(req: dict, spec) -> dict:
         "status": "failed",
         "error": None,
         "command": req["command"],
-        "repeat": {"index": req["repeat"], "of": req["repeats"]},
+        "repeat": {"index": req["repeat"], "of": req["repeats"], "policy": req.get("repeat_policy", "fixed"),
+                   "max": req.get("max_repeats", req["repeats"]), "cv_threshold": req.get("cv_threshold")},
         "spec": spec.to_dict(),
         "spec_hash": spec.hash,
-        "framework": {"name": req["framework"], "version": None},
+        "framework": {"name": req["framework"], "version": None, "build": None},
         "device": {"kind": None, "name": None, "requested": req["device"]},
         "platform": req["platform"],
         "hardware": req["hardware"],
         "software": probe.software(),
-        "environment": {"load_avg_start": probe.load_avg(), "load_avg_end": None,
+        "environment": {**req["environment"], "load_avg_start": probe.load_avg(), "load_avg_end": None,
                         "thread_env": probe.thread_env()},
         "data": {"dataset": spec.dataset, "source": req["data_source"], "origin": {}, "sha256": {},
                  "verified": False, "n_train": spec.n_train, "n_test": spec.n_test},
         "timing": {"wall_s": None, "data_load_s": None, "setup_s": None},
         "metrics": {},
         "parity": None,
+        "resources": None,
+        "energy": {"joules": None, "method": "none", "scope": "nothing measured: training did not start",
+                   "window_s": None, "parts": [], "errors": {}},
     }
 
 
 def run(req: dict, started: float) -> tuple[dict, Path]:
-    from runner import backends, harness, reference
+    from runner import backends, energy, harness, reference
     from runner.backends.base import FrameworkUnavailable
     from runner.data import store
     from runner.progress import EpochLines
+    from runner.sampler import Sampler
     from runner.spec import Spec
 
     spec = Spec.from_dict(req["spec"])
     rec = skeleton(req, spec)
     log = harness.TrainLog()
     timing = rec["timing"]
+    samples = None
     try:
         t0 = time.perf_counter()
         data = store.load_for(spec, Path(req["data_dir"]))
@@ -84,7 +90,8 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         backend = cls(spec, req["device"], req.get("options") or {})
         info = backend.info()
         rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req["device"]}
-        rec["device"]["name"] = rec["device"]["name"] or rec["hardware"].get("cpu")
+        rec["device"]["name"] = rec["device"]["name"] or rec["hardware"]["cpu"].get("brand")
+        rec["framework"]["build"] = _build_info(req["framework"])
         backend.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
         backend.synchronize()
         timing["setup_s"] = time.perf_counter() - t0
@@ -92,7 +99,14 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         label = f"{req['framework']}/{rec['device']['kind']}"
         if req["repeats"] > 1:
             label += f" #{req['repeat'] + 1}/{req['repeats']}"
-        harness.train(spec, backend, log, on_epoch=EpochLines(spec, label))
+        meter = energy.Meter().start()
+        sampler = Sampler(req.get("sample_interval") or 1.0).start()
+        try:
+            harness.train(spec, backend, log, on_epoch=EpochLines(spec, label))
+        finally:
+            samples = sampler.stop()
+            rec["energy"] = meter.stop(samples, sampler.gpus, sampler.interval_s)
+            rec["resources"] = _resources(sampler, backend)
         target = spec.target_accuracy
         best = max(log.test_accuracy, default=0.0)
         rec["status"] = "below_target" if target is not None and best < target else "ok"
@@ -112,7 +126,45 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return rec, finish(rec, spec, log, Path(req["out_dir"]), wall_s=time.time() - started)
+    return rec, finish(rec, spec, log, Path(req["out_dir"]), wall_s=time.time() - started,
+                       samples=samples if req.get("write_samples") else None)
+
+
+def _build_info(name: str) -> dict | None:
+    """What the framework says of its build (CUDA/cuDNN, devices, threads); never fails the run."""
+    from runner import buildinfo
+
+    try:
+        return buildinfo.collect(name)
+    except Exception as e:
+        return {"errors": {"build": f"{type(e).__name__}: {e}"}}
+
+
+def peak_rss_bytes() -> int | None:
+    """This process' peak resident set size so far (getrusage: KiB on Linux, bytes on macOS)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _resources(sampler, backend) -> dict:
+    from runner.sampler import summarize
+
+    summary = summarize(sampler.samples, sampler.gpus)
+    errors = dict(sampler.errors)
+    try:
+        device_peak, source = backend.peak_memory()
+    except Exception as e:
+        device_peak, source = None, f"{type(e).__name__}: {e}"
+    if device_peak is None:
+        errors["device_peak_memory"], source = source, None
+    return {"interval_s": sampler.interval_s, "samples": len(sampler.samples), "window_s": sampler.elapsed_s,
+            "samples_file": None, "host": {**summary["host"], "peak_rss_bytes": peak_rss_bytes()},
+            "gpus": summary["gpus"], "device_peak_memory_bytes": device_peak,
+            "device_peak_memory_source": source, "errors": errors}
 
 
 def _parity(make_backend, spec, data, steps: int) -> dict:
@@ -133,13 +185,18 @@ def _parity(make_backend, spec, data, steps: int) -> dict:
     return result
 
 
-def finish(rec: dict, spec, log, out_dir: Path, wall_s: float | None) -> Path:
-    """Fill the derived timing and metrics from `log` and write the record."""
-    from runner import harness, probe, record
+def finish(rec: dict, spec, log, out_dir: Path, wall_s: float | None, samples: list | None = None) -> Path:
+    """Fill the derived timing and metrics from `log` and write the record (and, if given, the
+    resource samples beside it: RECORD.samples.jsonl, one JSON object per line)."""
+    from runner import atomic, harness, probe, record
 
     timing, rec["metrics"] = harness.summarize(spec, log)
     rec["timing"].update(timing, wall_s=wall_s)
     rec["environment"]["load_avg_end"] = probe.load_avg()
+    if samples and rec["resources"] is not None:
+        name = record.filename(rec).removesuffix(".json") + ".samples.jsonl"
+        lines = "".join(json.dumps(s, allow_nan=False) + "\n" for s in samples)
+        rec["resources"]["samples_file"] = atomic.write_bytes(out_dir / name, lines.encode(), replace=False).name
     return record.write(rec, out_dir)
 
 

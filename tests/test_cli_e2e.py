@@ -45,6 +45,11 @@ def test_help_lists_the_subcommands():
     (["run", "--option", "jax.loop=while"], "jax option loop='while': choose from step, scan"),
     (["verify", "--option", "loop=scan"], "expected FRAMEWORK.KEY=VALUE"),
     (["verify", "--steps", "0"], "--steps must be >= 1"),
+    (["run", "--cv-threshold", "0.05"], "--cv-threshold needs --until-stable"),
+    (["run", "--until-stable", "--repeats", "1"], "--until-stable needs --repeats >= 2"),
+    (["run", "--until-stable", "--max-repeats", "2"], "--max-repeats (2) is below --repeats (3)"),
+    (["run", "--until-stable", "--cv-threshold", "0"], "--cv-threshold must be > 0"),
+    (["run", "--sample-interval", "0"], "--sample-interval must be > 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     out = run_cli(*args)
@@ -75,6 +80,18 @@ def test_smoke_run_writes_one_valid_record(tmp_path, synthetic_dir):
     assert rec["metrics"]["images_per_s"] > 0 and rec["timing"]["wall_s"] > rec["timing"]["total_train_s"]
     assert "epoch 1/1" in out.stderr and "ETA" in out.stderr
     assert "| torch 2.13.0" in out.stdout or "| torch " in out.stdout
+    # where it ran and what it used (schema v3)
+    assert rec["hardware"]["gpus"] is None and "NVML" in rec["hardware"]["errors"]["gpus"]
+    assert rec["hardware"]["cpu"]["logical_cores"] >= 1 and rec["environment"]["os"]["system"] == "Linux"
+    assert rec["framework"]["build"]["version"] == rec["framework"]["version"]
+    res = rec["resources"]
+    assert res["samples"] >= 2 and res["interval_s"] == 1.0 and res["samples_file"] is None
+    assert res["host"]["peak_rss_bytes"] >= res["host"]["rss_bytes_max"] > 50 * 2**20
+    assert res["gpus"] is None and res["device_peak_memory_bytes"] is None
+    assert "host memory" in res["errors"]["device_peak_memory"]
+    assert rec["energy"]["joules"] is None and rec["energy"]["method"] == "none"
+    assert set(rec["energy"]["errors"]) == {"gpu", "cpu"}
+    assert rec["repeat"] == {"index": 0, "of": 1, "policy": "fixed", "max": 1, "cv_threshold": None}
 
 
 @needs_torch
@@ -89,6 +106,39 @@ def test_repeats_make_one_record_each_and_one_row(tmp_path, synthetic_dir):
     compared = run_cli("compare", tmp_path, "--format", "json")
     (row,) = json.loads(compared.stdout)
     assert row["runs"] == 2 and row["steady_epoch_s"] is not None
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("threshold, runs, verdict", [("1.5", 2, "stable"), ("0.000001", 3, "NOT stable")])
+def test_until_stable_adds_runs_until_the_cv_is_low_or_the_cap(tmp_path, synthetic_dir, threshold, runs, verdict):
+    out = run_cli("run", "--framework", "torch", "--dataset", "synthetic", "--epochs", "3", "--limit-train", "256",
+                  "--limit-test", "128", "--parity-steps", "0", "--until-stable", "--repeats", "2",
+                  "--max-repeats", "3", "--cv-threshold", threshold, "--data-dir", synthetic_dir, "--out", tmp_path,
+                  "--no-table")
+    assert out.returncode == 0, out.stderr
+    recs = _records(tmp_path)
+    assert sorted(r["repeat"]["index"] for r in recs) == list(range(runs))
+    assert {(r["repeat"]["policy"], r["repeat"]["of"], r["repeat"]["max"], r["repeat"]["cv_threshold"])
+            for r in recs} == {("until-stable", 2, 3, float(threshold))}
+    assert f"after {runs} runs" in out.stderr and verdict in out.stderr
+
+
+@needs_torch
+@pytest.mark.slow
+def test_samples_go_to_a_side_file_beside_the_record(tmp_path, synthetic_dir):
+    out = run_cli("run", "--framework", "torch", "--dataset", "synthetic", "--epochs", "2", "--limit-train", "1024",
+                  "--parity-steps", "0", "--sample-interval", "0.1", "--samples", "--data-dir", synthetic_dir,
+                  "--out", tmp_path, "--no-table")
+    assert out.returncode == 0, out.stderr
+    (rec,) = _records(tmp_path)
+    side = tmp_path / rec["resources"]["samples_file"]
+    assert side.name.endswith(".samples.jsonl") and side.name.startswith(rec["created_utc"][:4])
+    lines = [json.loads(x) for x in side.read_text().splitlines()]
+    assert len(lines) == rec["resources"]["samples"] >= 3 and rec["resources"]["interval_s"] == 0.1
+    assert max(x["rss_bytes"] for x in lines) == rec["resources"]["host"]["rss_bytes_max"]
+    assert [x["t"] for x in lines] == sorted(x["t"] for x in lines)
+    assert run_cli("compare", tmp_path).returncode == 0  # the side file is not taken for a record
 
 
 def _start_long_run(tmp_path, synthetic_dir, **kwargs):
@@ -180,7 +230,8 @@ def test_worker_refuses_unverified_data_and_records_why(tmp_path, synthetic_dir)
     labels.write_bytes(labels.read_bytes()[:-1] + b"\x09")
     spec = make_spec("smoke", dataset="synthetic")
     req = {"run_id": "a" * 32, "spec": spec.to_dict(), "framework": "torch", "device": "cpu",
-           "platform": {"name": "cpu", "source": "flag"}, "hardware": probe.hardware(), "data_dir": str(folder),
+           "platform": {"name": "cpu", "source": "flag"}, "hardware": probe.hardware(),
+           "environment": probe.environment(), "data_dir": str(folder),
            "data_source": "folder", "out_dir": str(tmp_path / "out"), "command": "test", "repeat": 0, "repeats": 1}
     (tmp_path / "req.json").write_text(json.dumps(req))
     out = subprocess.run([sys.executable, "-m", "runner.worker", str(tmp_path / "req.json")], cwd=ROOT,
@@ -214,7 +265,7 @@ def test_probe_reports_this_machine():
     out = run_cli("probe", "--json")
     assert out.returncode == 0
     info = json.loads(out.stdout)
-    assert info["hardware"]["cores"] >= 1 and info["hardware"]["memory_bytes"] > 0
+    assert info["hardware"]["cpu"]["physical_cores"] >= 1 and info["hardware"]["memory_bytes"] > 0
     if not info["hardware"]["gpus"]:  # no GPU here: null-ish and a reason, never a guess
         assert "gpus" in info["hardware"]["errors"]
     assert run_cli("probe").returncode == 0

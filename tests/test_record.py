@@ -11,7 +11,7 @@ from runner.errors import RecordError
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
 TOP_KEYS = {"schema_version", "run_id", "created_utc", "status", "error", "command", "repeat", "spec",
             "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
-            "timing", "metrics", "parity"}
+            "timing", "metrics", "parity", "resources", "energy"}
 TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
                "epoch_train_s", "eval_s", "total_train_s", "train_fn_s"}
 METRICS_KEYS = {"epochs_completed", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
@@ -41,23 +41,58 @@ def test_schema_pins_the_key_set():
     assert set(parity["properties"]["status"]["enum"]) == set(record.PARITY_STATUSES)
 
 
+ENERGY_KEYS = {"joules", "method", "scope", "window_s", "parts", "errors"}
+RESOURCES_KEYS = {"interval_s", "samples", "window_s", "samples_file", "host", "gpus", "device_peak_memory_bytes",
+                  "device_peak_memory_source", "errors"}
+
+
+def test_schema_pins_energy_and_resources():
+    schema = _schema()["properties"]
+    assert set(schema["energy"]["required"]) == set(schema["energy"]["properties"]) == ENERGY_KEYS
+    resources = schema["resources"]["oneOf"][1]
+    assert set(resources["required"]) == set(resources["properties"]) == RESOURCES_KEYS
+    assert schema["energy"]["properties"]["joules"]["exclusiveMinimum"] == 0  # null, never 0
+
+
 def test_a_real_record_meets_the_contract():
     record.validate(BASE)
     assert set(BASE) == TOP_KEYS and set(BASE["timing"]) == TIMING_KEYS and set(BASE["metrics"]) == METRICS_KEYS
     assert set(BASE["parity"]) == PARITY_KEYS and BASE["parity"]["status"] == "pass"
 
 
-def test_a_v1_record_reads_as_v2_with_parity_unchecked(tmp_path):
+def test_a_v1_record_reads_as_current_with_parity_unchecked(tmp_path):
     """The committed results/ hold v1 records: they must keep reading, as never checked."""
     v1 = json.loads((FIXTURES / "record_v1.json").read_text())
     assert v1["schema_version"] == 1 and "parity" not in v1
     path = tmp_path / "old.json"
     path.write_text(json.dumps(v1))
     got = record.read(path)
-    assert got["schema_version"] == record.SCHEMA_VERSION == 2
+    assert got["schema_version"] == record.SCHEMA_VERSION == 3
     assert got["parity"] is None
-    assert {k: v for k, v in got.items() if k not in ("schema_version", "parity")} == \
-        {k: v for k, v in v1.items() if k != "schema_version"}
+    same = ("timing", "metrics", "spec", "spec_hash", "status", "run_id", "data", "command", "software")
+    assert {k: got[k] for k in same} == {k: v1[k] for k in same}
+
+
+def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
+    v2 = json.loads((FIXTURES / "record_v2.json").read_text())
+    assert v2["schema_version"] == 2
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(v2))
+    got = record.read(path)
+    assert got["schema_version"] == 3
+    assert got["hardware"]["cpu"]["brand"] == v2["hardware"]["cpu"]
+    assert got["hardware"]["cpu"]["physical_cores"] == v2["hardware"]["cores"]
+    assert got["hardware"]["cpu"]["flags"] is None and "not recorded" in got["hardware"]["errors"]["cpu.flags"]
+    # v2 wrote [] with an NVML error where it could not look: v3 says "unknown", not "none"
+    assert v2["hardware"]["gpus"] == [] and "gpus" in v2["hardware"]["errors"]
+    assert got["hardware"]["gpus"] is None
+    assert got["environment"]["load_avg_start"] == v2["environment"]["load_avg_start"]
+    assert got["environment"]["container"] is None
+    assert got["energy"]["joules"] is None and got["energy"]["method"] == "none"
+    assert got["resources"] is None and got["framework"]["build"] is None
+    assert got["repeat"] == {**v2["repeat"], "policy": "fixed", "max": v2["repeat"]["of"], "cv_threshold": None}
+    for key in ("timing", "metrics", "parity", "spec", "spec_hash", "data", "platform"):
+        assert got[key] == v2[key]
 
 
 @pytest.mark.parametrize("mutate, where", [
@@ -68,6 +103,9 @@ def test_a_v1_record_reads_as_v2_with_parity_unchecked(tmp_path):
     (lambda r: r["metrics"].update(test_accuracy="high"), "metrics/test_accuracy"),
     (lambda r: r["data"].update(verified="yes"), "data/verified"),
     (lambda r: r.pop("parity"), "(top)"),
+    (lambda r: r["energy"].update(joules=0), "energy/joules"),
+    (lambda r: r["energy"].pop("method"), "energy"),
+    (lambda r: r["repeat"].update(policy="often"), "repeat/policy"),
     (lambda r: r["parity"].update(status="maybe"), "parity"),
 ])
 def test_schema_rejects_bad_records(mutate, where):
@@ -112,7 +150,7 @@ def test_read_refuses_garbage_foreign_and_future_files(tmp_path):
 
 
 def test_upgrade_applies_converters_in_turn(monkeypatch):
-    v0 = {k: v for k, v in make_record().items() if k != "command"}
+    v0 = {k: v for k, v in json.loads((FIXTURES / "record_v1.json").read_text()).items() if k != "command"}
     v0["schema_version"] = 0
     monkeypatch.setitem(record.UPGRADES, 0, lambda r: {**r, "schema_version": 1, "command": "(unknown)"})
     upgraded = record.upgrade(v0)
