@@ -7,9 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from runner import record
-
-BASE = record.upgrade(json.loads((Path(__file__).parent / "fixtures" / "record_smoke.json").read_text()))
+BASE = json.loads((Path(__file__).parent / "fixtures" / "record_smoke.json").read_text())
 
 
 def make_record(status="ok", framework="torch", version="2.13.0+cpu", device="cpu", steady=None,
