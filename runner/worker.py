@@ -97,7 +97,9 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         timing["setup_s"] = time.perf_counter() - t0
 
         label = f"{req['framework']}/{rec['device']['kind']}"
-        if req["repeats"] > 1:
+        if rec["repeat"]["policy"] == "until-stable":  # how many runs is not known yet
+            label += f" #{req['repeat'] + 1} (until stable, {req['repeats']}-{rec['repeat']['max']})"
+        elif req["repeats"] > 1:
             label += f" #{req['repeat'] + 1}/{req['repeats']}"
         meter = energy.Meter().start()
         sampler = Sampler(req.get("sample_interval") or 1.0).start()

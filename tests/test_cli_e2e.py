@@ -122,6 +122,7 @@ def test_until_stable_adds_runs_until_the_cv_is_low_or_the_cap(tmp_path, synthet
     assert {(r["repeat"]["policy"], r["repeat"]["of"], r["repeat"]["max"], r["repeat"]["cv_threshold"])
             for r in recs} == {("until-stable", 2, 3, float(threshold))}
     assert f"after {runs} runs" in out.stderr and verdict in out.stderr
+    assert "[torch/cpu #2 (until stable, 2-3)] epoch" in out.stderr
 
 
 @needs_torch
