@@ -17,11 +17,10 @@ import subprocess
 import sys
 import time
 
+from runner.errors import reason
+
 TIMEOUT_S = 120  # importing TensorFlow on a busy 2-core VM takes tens of seconds
 
-
-def _reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}".strip().rstrip(":")
 
 
 def cuda_version(v: int) -> str:
@@ -109,7 +108,7 @@ def collect(name: str) -> dict:
         try:
             value = fn()
         except Exception as e:  # a probe must never take a run down
-            errors[key] = _reason(e)
+            errors[key] = reason(e)
             value = None
         if keep:
             out[key] = value
@@ -120,7 +119,7 @@ def collect(name: str) -> dict:
     try:
         COLLECTORS[name](field)
     except Exception as e:  # the import itself failed
-        return {"error": _reason(e)}
+        return {"error": reason(e)}
     out["errors"] = errors
     return out
 

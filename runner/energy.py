@@ -13,11 +13,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from runner.errors import reason
+
 POWERCAP = Path("/sys/class/powercap")
 
-
-def _reason(e: Exception) -> str:
-    return f"{type(e).__name__}: {e}".strip()
 
 
 def rapl_packages(root: Path = POWERCAP) -> list[Path]:
@@ -56,10 +55,10 @@ class Meter:
                     try:
                         out[index] = int(nv.nvmlDeviceGetTotalEnergyConsumption(h))
                     except Exception as e:  # pre-Volta GPUs have no counter: power samples instead
-                        self.errors.setdefault(f"gpus[{index}].energy_counter", _reason(e))
+                        self.errors.setdefault(f"gpus[{index}].energy_counter", reason(e))
                 return out
         except Exception as e:
-            self.errors.setdefault("gpu", f"NVML unavailable ({_reason(e)})")
+            self.errors.setdefault("gpu", f"NVML unavailable ({reason(e)})")
             return None
 
     def _rapl_counters(self) -> dict[Path, int]:
@@ -74,7 +73,7 @@ class Meter:
                 # Root-only since the 2020 PLATYPUS fix (CVE-2020-8694); `sudo chmod o+r` opens it.
                 self.errors.setdefault("cpu", f"{zone / 'energy_uj'} is not readable by this user")
             except Exception as e:
-                self.errors.setdefault("cpu", f"{zone / 'energy_uj'}: {_reason(e)}")
+                self.errors.setdefault("cpu", f"{zone / 'energy_uj'}: {reason(e)}")
         return out
 
     def start(self) -> "Meter":
@@ -112,7 +111,7 @@ class Meter:
                 try:
                     end += _read_int(zone / "max_energy_range_uj")
                 except Exception as e:
-                    self.errors.setdefault("cpu", f"counter wrapped, range unreadable: {_reason(e)}")
+                    self.errors.setdefault("cpu", f"counter wrapped, range unreadable: {reason(e)}")
                     continue
             if end == start:
                 self.errors.setdefault("cpu", f"{zone / 'energy_uj'} did not move during the run")

@@ -15,3 +15,8 @@ class DataError(UserError):
 
 class RecordError(Exception):
     """A file is not a readable record of a schema version this dlbench understands."""
+
+
+def reason(e: BaseException) -> str:
+    """"ErrorType: message", the way soft-failing fields (probe, sampler, energy) record why."""
+    return f"{type(e).__name__}: {e}".strip().rstrip(":")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from runner import nvml, where
 from runner.buildinfo import cuda_version
+from runner.errors import reason
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                "TF_NUM_INTEROP_THREADS", "XLA_FLAGS", "JULIA_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
@@ -39,12 +40,9 @@ class _Soft:
         try:
             return fn(*args)
         except Exception as e:  # a probe must never take a run down
-            self.errors[self.prefix + key] = str(e) if isinstance(e, Unknown) else _reason(e)
+            self.errors[self.prefix + key] = str(e) if isinstance(e, Unknown) else reason(e)
             return None
 
-
-def _reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}".strip().rstrip(":")
 
 
 # ---- hardware -------------------------------------------------------------------------------------
@@ -56,9 +54,9 @@ def _cpuinfo() -> dict:
     return cpuinfo.get_cpu_info()
 
 
-def _known(value, reason: str):
+def _known(value, why: str):
     if not value:  # psutil and py-cpuinfo say "unknown" with None, 0 or ""
-        raise Unknown(reason)
+        raise Unknown(why)
     return value
 
 
@@ -103,7 +101,7 @@ def cpu(errors: dict[str, str]) -> dict:
     try:
         info, why = _cpuinfo(), "py-cpuinfo does not say"
     except Exception as e:  # not installed, or confused by an unusual system
-        info, why = {}, f"py-cpuinfo failed ({_reason(e)})"
+        info, why = {}, f"py-cpuinfo failed ({reason(e)})"
     arch = platform.machine() or None
     return {
         "brand": soft("cpu.brand", lambda: _known(info.get("brand_raw") or platform.processor(), why)),
@@ -149,10 +147,10 @@ def gpus(errors: dict[str, str]) -> list[dict] | None:
         with nvml.session() as nv:
             return [_gpu(nv, i, h, _Soft(errors, f"gpus[{i}].")) for i, h in nvml.handles(nv)]
     except ImportError as e:
-        errors["gpus"] = f"NVML unavailable ({_reason(e)}): pip install nvidia-ml-py"
+        errors["gpus"] = f"NVML unavailable ({reason(e)}): pip install nvidia-ml-py"
     except Exception as e:
         hint = _NVML_HINTS.get(type(e).__name__)
-        errors["gpus"] = f"NVML unavailable ({_reason(e)})" + (f": {hint}" if hint else "")
+        errors["gpus"] = f"NVML unavailable ({reason(e)})" + (f": {hint}" if hint else "")
     return None
 
 

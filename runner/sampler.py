@@ -16,12 +16,11 @@ import statistics
 import threading
 import time
 
+from runner.errors import reason
+
 HOST_KEYS = ("system_cpu_percent", "process_cpu_percent", "rss_bytes")
 GPU_KEYS = ("util_percent", "memory_used_bytes", "power_w", "sm_clock_mhz")
 
-
-def _reason(e: Exception) -> str:
-    return f"{type(e).__name__}: {e}".strip()
 
 
 class Sampler:
@@ -81,13 +80,13 @@ class Sampler:
             session = nvml.session()
             nv = session.__enter__()
         except Exception as e:
-            self.errors["gpus"] = f"NVML unavailable ({_reason(e)})"
+            self.errors["gpus"] = f"NVML unavailable ({reason(e)})"
             return
         self._nv_session, self._nv = session, nv
         try:
             chosen = nvml.visible(nv)
         except Exception as e:
-            self.errors["gpus"] = f"NVML could not list GPUs ({_reason(e)})"
+            self.errors["gpus"] = f"NVML could not list GPUs ({reason(e)})"
             chosen = []
         self._handles = chosen
         self.gpus = []
@@ -97,7 +96,7 @@ class Sampler:
                 try:
                     entry[key] = nvml.text(fn(h))
                 except Exception as e:
-                    self.errors.setdefault(f"gpus[{index}].{key}", _reason(e))
+                    self.errors.setdefault(f"gpus[{index}].{key}", reason(e))
             self.gpus.append(entry)
 
     def _read(self, key: str, fn):
@@ -106,7 +105,7 @@ class Sampler:
         try:
             return fn()
         except Exception as e:
-            self.errors[key] = _reason(e)
+            self.errors[key] = reason(e)
             return None
 
     def _take(self):
