@@ -67,7 +67,7 @@ def skeleton(req: dict, spec) -> dict:
 
 
 def run(req: dict, started: float) -> tuple[dict, Path]:
-    from runner import backends, energy, harness, reference
+    from runner import backends, buildinfo, energy, harness, reference
     from runner.backends.base import FrameworkUnavailable
     from runner.data import store
     from runner.progress import EpochLines
@@ -91,7 +91,7 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         info = backend.info()
         rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req["device"]}
         rec["device"]["name"] = rec["device"]["name"] or rec["hardware"]["cpu"].get("brand")
-        rec["framework"]["build"] = _build_info(req["framework"])
+        rec["framework"]["build"] = buildinfo.collect(req["framework"])  # soft-fails field by field
         backend.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
         backend.synchronize()
         timing["setup_s"] = time.perf_counter() - t0
@@ -130,16 +130,6 @@ def run(req: dict, started: float) -> tuple[dict, Path]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return rec, finish(rec, spec, log, Path(req["out_dir"]), wall_s=time.time() - started,
                        samples=samples if req.get("write_samples") else None)
-
-
-def _build_info(name: str) -> dict | None:
-    """What the framework says of its build (CUDA/cuDNN, devices, threads); never fails the run."""
-    from runner import buildinfo
-
-    try:
-        return buildinfo.collect(name)
-    except Exception as e:
-        return {"errors": {"build": f"{type(e).__name__}: {e}"}}
 
 
 def peak_rss_bytes() -> int | None:
