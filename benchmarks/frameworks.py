@@ -27,9 +27,10 @@ DEFAULT = "torch,tensorflow,tensorflow:loop=step,tensorflow:jit_compile=on,jax,j
 
 
 def measure_one(variant: str, steps: int, windows: int) -> dict:
-    from runner import backends, reference
+    from runner import backends
+    from runner.workload import reference
     from runner.data import store
-    from runner.spec import make_spec
+    from runner.workload.spec import make_spec
 
     name, _, opt = variant.partition(":")
     options = dict([opt.split("=", 1)]) if opt else {}

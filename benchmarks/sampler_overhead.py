@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from runner import reference
+from runner.workload import reference
 from runner.backends.torch_backend import TorchBackend
 from runner.data import store
-from runner.sampler import Sampler
-from runner.spec import make_spec
+from runner.measure.sampler import Sampler
+from runner.workload.spec import make_spec
 
 
 def main() -> None:

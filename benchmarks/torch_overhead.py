@@ -25,10 +25,10 @@ import time
 import numpy as np
 import torch
 
-from runner import reference
+from runner.workload import reference
 from runner.backends.torch_backend import TorchBackend, build_model, load_reference
 from runner.data import store
-from runner.spec import make_spec
+from runner.workload.spec import make_spec
 
 
 class PerSampleMNIST(torch.utils.data.Dataset):

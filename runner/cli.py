@@ -34,10 +34,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_workload(p, framework_help: str) -> None:
     """The arguments `run` and `verify` share: which frameworks, where, and which spec."""
-    from runner import platforms
+    from runner.machine import platforms
     from runner.data.catalog import DATASETS
-    from runner.models import MODELS
-    from runner.spec import PRESETS
+    from runner.workload.models import MODELS
+    from runner.workload.spec import PRESETS
 
     p.add_argument("--framework", default="all", help=framework_help)
     p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _workload(args):
     """(spec, frameworks, platform, device, options) from the shared arguments; UserError if bad."""
-    from runner import backends, platforms
-    from runner.spec import make_spec
+    from runner import backends
+    from runner.machine import platforms
+    from runner.workload.spec import make_spec
 
     overrides = {k: getattr(args, k) for k in ("model", "dataset", "epochs", "batch_size", "learning_rate",
                                                 "seed", "limit_train", "limit_test", "target_accuracy")}
@@ -201,7 +202,7 @@ def cmd_run(args) -> int:
     if not os.access(out, os.W_OK):
         raise UserError(f"--out {out}: the folder is not writable")
 
-    from runner import orchestrate
+    from runner.launch import orchestrate
 
     print(f"dlbench: {spec.model} on {spec.dataset}, {spec.epochs} epoch(s), spec {spec.hash[:12]};"
           f" platform {platform['name']} ({platform['source']}), device {device}", file=sys.stderr)
@@ -213,7 +214,7 @@ def cmd_run(args) -> int:
     for o in outcomes:
         print(f"{o.framework}: {o.status} -> {o.path}")
     if not args.no_table:
-        from runner import compare
+        from runner.report import compare
 
         records, _ = compare.load([o.path for o in outcomes])
         print(compare.render(compare.rows(records)))
@@ -223,7 +224,7 @@ def cmd_run(args) -> int:
 
 
 def _repeats(args):
-    from runner.orchestrate import Repeats
+    from runner.launch.orchestrate import Repeats
 
     if not args.until_stable:
         for flag in ("cv_threshold", "max_repeats"):
@@ -249,7 +250,7 @@ def _repeats(args):
 def cmd_verify(args) -> int:
     import json
 
-    from runner import verify
+    from runner.parity import verify
 
     spec, frameworks, _, device, options = _workload(args)
     if args.steps < 1:
@@ -285,7 +286,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from runner import compare
+    from runner.report import compare
 
     if args.noisy_cv is None:
         args.noisy_cv = compare.NOISY_CV
@@ -308,7 +309,7 @@ def cmd_compare(args) -> int:
 def cmd_probe(args) -> int:
     import json
 
-    from runner import probe
+    from runner.machine import probe
 
     info = probe.probe(frameworks=not args.no_frameworks)
     print(json.dumps(info, indent=1) if args.json else probe.render(info))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import needs_torch
-from runner import reference
+from runner.workload import reference
 from runner.data import store
-from runner.spec import make_spec
+from runner.workload.spec import make_spec
 
 pytestmark = needs_torch
 

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import FRAMEWORKS
-from runner import backends, harness, parity, reference
+from runner import backends
+from runner.workload import harness, reference
+from runner.parity import gate
 from runner.backends.base import BACKEND_FIELDS, FrameworkUnavailable
 from runner.data import store
-from runner.spec import FIELDS, make_spec
+from runner.workload.spec import FIELDS, make_spec
 
 def _variants():
     """Every backend with its defaults, then each non-default option value: parity must hold
@@ -57,7 +59,7 @@ def test_starts_from_the_reference_weights_and_learns(name, small):
 @pytest.mark.parametrize("name, options", VARIANTS)
 def test_passes_the_parity_gate(name, options, small):
     spec, data = small
-    result = parity.check(lambda: backends.load(name)(spec, "cpu", options), spec, data, 8)
+    result = gate.check(lambda: backends.load(name)(spec, "cpu", options), spec, data, 8)
     assert result["status"] == "pass", result
     assert result["grad_rel_diff"] < 1e-5 and result["loss_rel_diff"] < 1e-6
 

@@ -10,17 +10,17 @@ import time
 import pytest
 
 from conftest import FRAMEWORK_MODULES, ROOT, needs_jax, needs_tf, needs_torch, run_cli
-from runner import record
+from runner import records
 
 
 def _records(folder):
-    return [record.read(p) for p in sorted(folder.glob("*.json"))]
+    return [records.read(p) for p in sorted(folder.glob("*.json"))]
 
 
 def test_no_framework_is_imported_with_the_package():
-    code = ("import sys, runner, runner.cli, runner.spec, runner.compare, runner.record, runner.backends,"
-            " runner.orchestrate, runner.worker, runner.harness, runner.data.store, runner.probe,"
-            " runner.layouts, runner.npref, runner.parity, runner.verify, runner.backends.torch_backend,"
+    code = ("import sys, runner, runner.cli, runner.workload.spec, runner.report.compare, runner.records, runner.backends,"
+            " runner.launch.orchestrate, runner.launch.worker, runner.workload.harness, runner.data.store, runner.machine.probe,"
+            " runner.workload.layouts, runner.parity.float64, runner.parity.gate, runner.parity.verify, runner.backends.torch_backend,"
             " runner.backends.tf_backend, runner.backends.jax_backend;"
             " runner.cli.build_parser();"
             f" print([m for m in {FRAMEWORK_MODULES!r} if m in sys.modules])")
@@ -220,8 +220,8 @@ def test_unavailable_device_gives_an_unavailable_record(tmp_path, synthetic_dir)
 @needs_torch
 def test_worker_refuses_unverified_data_and_records_why(tmp_path, synthetic_dir):
     """No training step on bad bytes, even if the data changed after the parent checked it."""
-    from runner import probe
-    from runner.spec import make_spec
+    from runner.machine import probe
+    from runner.workload.spec import make_spec
 
     folder = tmp_path / "data"
     folder.mkdir()
@@ -235,7 +235,7 @@ def test_worker_refuses_unverified_data_and_records_why(tmp_path, synthetic_dir)
            "environment": probe.environment(), "data_dir": str(folder),
            "data_source": "folder", "out_dir": str(tmp_path / "out"), "command": "test", "repeat": 0, "repeats": 1}
     (tmp_path / "req.json").write_text(json.dumps(req))
-    out = subprocess.run([sys.executable, "-m", "runner.worker", str(tmp_path / "req.json")], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "runner.launch.worker", str(tmp_path / "req.json")], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     (rec,) = _records(tmp_path / "out")
@@ -253,9 +253,9 @@ def test_data_fetch_and_verify(tmp_path):
 
 
 def test_compare_cli_skips_garbage_with_a_warning(tmp_path):
-    from records import make_record
+    from sample_records import make_record
 
-    record.write(make_record(steady=1.5), tmp_path)
+    records.write(make_record(steady=1.5), tmp_path)
     (tmp_path / "junk.json").write_text("{")
     out = run_cli("compare", tmp_path)
     assert out.returncode == 0

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from records import make_record
-from runner import compare, record
+from sample_records import make_record
+from runner.report import compare
+from runner import records
 from runner.errors import UserError
 
 
@@ -61,14 +62,14 @@ def test_seed001_columns_are_derivable():
 
 
 def test_load_skips_and_counts_bad_files(tmp_path):
-    good = record.write(make_record(steady=1.0), tmp_path / "a")
+    good = records.write(make_record(steady=1.0), tmp_path / "a")
     (tmp_path / "a" / "garbage.json").write_text("{{{")
     (tmp_path / "a" / "truncated.json").write_text(good.read_text()[:200])
     (tmp_path / "a" / "foreign.json").write_text(json.dumps({"hello": "world"}))
     (tmp_path / "a" / "future.json").write_text(json.dumps({**make_record(), "schema_version": 99}))
     (tmp_path / "a" / "notes.txt").write_text("not json at all")
-    records, skipped = compare.load([tmp_path])
-    assert len(records) == 1
+    recs, skipped = compare.load([tmp_path])
+    assert len(recs) == 1
     assert sorted(p.rsplit("/", 1)[1] for p, _ in skipped) == ["foreign.json", "future.json", "garbage.json",
                                                                "truncated.json"]
 
@@ -252,7 +253,7 @@ def test_cli_compare_baseline_and_its_errors(tmp_path, capsys):
     from runner import cli
 
     for rec in _three_frameworks():
-        record.write(rec, tmp_path)
+        records.write(rec, tmp_path)
     assert cli.main(["compare", str(tmp_path), "--baseline", "framework=jax", "--noisy-cv", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "1.00 (baseline)" in out and "noisy" not in out

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import fake_pynvml
-from runner import energy
+from runner.measure import energy
 
 
 class Clock:

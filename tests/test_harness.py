@@ -1,7 +1,7 @@
 import pytest
 
-from runner.harness import TrainLog, summarize
-from runner.spec import make_spec
+from runner.workload.harness import TrainLog, summarize
+from runner.workload.spec import make_spec
 
 
 def _log(epochs, accs, losses=None):

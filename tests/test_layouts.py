@@ -4,8 +4,8 @@ weights compute the same function on channels-last data."""
 import numpy as np
 import pytest
 
-from runner import layouts, models, reference
-from runner.spec import make_spec
+from runner.workload import layouts, models, reference
+from runner.workload.spec import make_spec
 
 
 @pytest.mark.parametrize("model", list(models.MODELS))

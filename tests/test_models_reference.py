@@ -2,8 +2,8 @@ import hashlib
 
 import numpy as np
 
-from runner import models, reference
-from runner.spec import make_spec
+from runner.workload import models, reference
+from runner.workload.spec import make_spec
 
 
 def test_lenet5_has_exactly_61706_parameters():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import needs_torch
-from runner import npref, reference
-from runner.spec import make_spec
+from runner.parity import float64
+from runner.workload import reference
+from runner.workload.spec import make_spec
 
 
 def _batch(n=4, seed=0):
@@ -23,7 +24,7 @@ def _params(model):
 def test_gradients_match_finite_differences(model):
     x, y = _batch()
     params = _params(model)
-    _, _, grads = npref.forward_backward(model, params, x, y)
+    _, _, grads = float64.forward_backward(model, params, x, y)
     assert list(grads) == list(params) and all(grads[k].shape == params[k].shape for k in params)
     rng, h = np.random.default_rng(1), 1e-6
     for name, p in params.items():
@@ -31,9 +32,9 @@ def test_gradients_match_finite_differences(model):
             i = np.unravel_index(flat, p.shape)
             bumped = {k: v.copy() for k, v in params.items()}
             bumped[name][i] += h
-            up = npref.forward_backward(model, bumped, x, y)[0]
+            up = float64.forward_backward(model, bumped, x, y)[0]
             bumped[name][i] -= 2 * h
-            down = npref.forward_backward(model, bumped, x, y)[0]
+            down = float64.forward_backward(model, bumped, x, y)[0]
             assert grads[name][i] == pytest.approx((up - down) / (2 * h), abs=1e-7, rel=1e-5), (name, i)
 
 
@@ -41,7 +42,7 @@ def test_adam_first_step_is_lr_times_sign_and_follows_the_formula():
     spec = make_spec()
     p = {"w": np.array([1.0, -2.0, 0.5])}
     g = {"w": np.array([0.3, -1e-3, 0.0])}
-    opt = npref.Adam(spec, p)
+    opt = float64.Adam(spec, p)
     p1 = opt.step(p, g)
     # step 1: m_hat = g, v_hat = g^2  ->  update = lr * g / (|g| + eps)
     np.testing.assert_allclose(p1["w"], p["w"] - 1e-3 * g["w"] / (np.abs(g["w"]) + 1e-8), rtol=0, atol=1e-15)
@@ -58,8 +59,8 @@ def test_trace_is_deterministic_and_learns(synthetic_dir):
     spec = make_spec("smoke", dataset="synthetic", limit_train=320)
     data = store.load_for(spec, synthetic_dir)
     order = reference.epoch_order(spec, 0)
-    a = npref.trace(spec, reference.initial_params(spec), data.train_x, data.train_y, order)
-    b = npref.trace(spec, reference.initial_params(spec), data.train_x, data.train_y, order)
+    a = float64.trace(spec, reference.initial_params(spec), data.train_x, data.train_y, order)
+    b = float64.trace(spec, reference.initial_params(spec), data.train_x, data.train_y, order)
     assert a["losses"] == b["losses"] and len(a["losses"]) == 5
     assert a["losses"][-1] < a["losses"][0]
 
@@ -73,7 +74,7 @@ def test_forward_backward_equals_torch_in_float64(model):
 
     x, y = _batch(8)
     params = _params(model)
-    loss, logits, grads = npref.forward_backward(model, params, x, y)
+    loss, logits, grads = float64.forward_backward(model, params, x, y)
     net = build_model(torch, model).double()
     load_reference(torch, net, params)
     out = net(torch.from_numpy(x[:, None]))

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import needs_tf
-from runner import npref, parity, reference
+from runner.parity import float64, gate
+from runner.workload import reference
 from runner.data import store
-from runner.spec import make_spec
+from runner.workload.spec import make_spec
 
 STEPS = 6
 
@@ -18,7 +19,7 @@ STEPS = 6
 def small(synthetic_dir):
     spec = make_spec("smoke", dataset="synthetic", limit_train=640)
     data = store.load_for(spec, synthetic_dir)
-    ref = parity.reference_trace(spec, data.train_x, data.train_y, data.sha256["train-images-idx3-ubyte"], STEPS)
+    ref = gate.reference_trace(spec, data.train_x, data.train_y, data.sha256["train-images-idx3-ubyte"], STEPS)
     return spec, data, ref
 
 
@@ -32,7 +33,7 @@ def test_measure_on_known_inputs():
            "params": {"w": np.array([1.0, 0.0])}}
     fw = {"loss1": 2.002, "logits": np.array([[4.04, -2.0]]), "grads": {"w": np.array([3.0, 4.5])},
           "params": {"w": np.array([1.0, 0.01])}, "losses": [2.002, 1.5]}
-    got = parity.measure(fw, ref)
+    got = gate.measure(fw, ref)
     assert got["loss_rel_diff"] == pytest.approx(1e-3)
     assert got["logits_max_diff"] == pytest.approx(0.04 / 4)          # relative to max |logit|
     assert got["grad_rel_diff"] == pytest.approx(0.5 / 5)
@@ -41,25 +42,25 @@ def test_measure_on_known_inputs():
 
 
 def test_judge_passes_at_the_limits_and_fails_above_or_on_nan():
-    at_limit = dict(parity.TOLERANCES)
-    assert parity.judge(at_limit, 50)["status"] == "pass"
-    over = {**at_limit, "grad_rel_diff": 2 * parity.TOLERANCES["grad_rel_diff"]}
-    res = parity.judge(over, 50)
+    at_limit = dict(gate.TOLERANCES)
+    assert gate.judge(at_limit, 50)["status"] == "pass"
+    over = {**at_limit, "grad_rel_diff": 2 * gate.TOLERANCES["grad_rel_diff"]}
+    res = gate.judge(over, 50)
     assert (res["status"], res["failed"]) == ("fail", ["grad_rel_diff"])
-    res = parity.judge({**at_limit, "loss_rel_diff": float("nan")}, 50)
+    res = gate.judge({**at_limit, "loss_rel_diff": float("nan")}, 50)
     assert res["status"] == "fail" and res["loss_rel_diff"] is None   # JSON has no NaN
 
 
 def test_the_reference_itself_passes_and_is_cached(small, monkeypatch):
     spec, data, ref = small
-    assert parity.judge(parity.measure(_as_framework(ref), ref), STEPS)["status"] == "pass"
-    monkeypatch.setattr(npref, "trace", lambda *a: pytest.fail("recomputed instead of read from the cache"))
-    again = parity.reference_trace(spec, data.train_x, data.train_y, data.sha256["train-images-idx3-ubyte"], STEPS)
+    assert gate.judge(gate.measure(_as_framework(ref), ref), STEPS)["status"] == "pass"
+    monkeypatch.setattr(float64, "trace", lambda *a: pytest.fail("recomputed instead of read from the cache"))
+    again = gate.reference_trace(spec, data.train_x, data.train_y, data.sha256["train-images-idx3-ubyte"], STEPS)
     assert again["losses"] == ref["losses"]
     assert all(np.array_equal(again["grads"][k], ref["grads"][k]) for k in ref["grads"])
 
 
-class _EpsHatAdam(npref.Adam):
+class _EpsHatAdam(float64.Adam):
     """Keras' Adam: eps added to the uncorrected sqrt(v)."""
 
     def step(self, params, grads):
@@ -85,13 +86,13 @@ def test_the_gate_catches_real_differences(small, monkeypatch, variant):
     order = reference.epoch_order(spec, 0)[:STEPS]
     params, x = reference.initial_params(spec), data.train_x
     if variant == "keras_epsilon_hat":
-        monkeypatch.setattr(npref, "Adam", _EpsHatAdam)
+        monkeypatch.setattr(float64, "Adam", _EpsHatAdam)
     elif variant == "eps_1e-7":
         spec = dataclasses.replace(spec, eps=1e-7)
     else:
         params, x = {k: _tf32(v) for k, v in params.items()}, _tf32(x)
-    other = npref.trace(spec, params, x, data.train_y, order)
-    assert parity.judge(parity.measure(_as_framework(other), ref), STEPS)["status"] == "fail"
+    other = float64.trace(spec, params, x, data.train_y, order)
+    assert gate.judge(gate.measure(_as_framework(other), ref), STEPS)["status"] == "fail"
 
 
 @needs_tf
@@ -111,7 +112,7 @@ def test_keras_own_adam_fails_the_gate(small):
             self._keras_opt.apply(grads, self.model.trainable_variables)
 
     spec, data, _ = small
-    ours = parity.check(lambda: TensorflowBackend(spec, "cpu"), spec, data, STEPS)
-    keras = parity.check(lambda: KerasAdam(spec, "cpu"), spec, data, STEPS)
+    ours = gate.check(lambda: TensorflowBackend(spec, "cpu"), spec, data, STEPS)
+    keras = gate.check(lambda: KerasAdam(spec, "cpu"), spec, data, STEPS)
     assert ours["status"] == "pass", ours
     assert keras["status"] == "fail" and "weights_rel_diff" in keras["failed"], keras

@@ -14,9 +14,10 @@ import pytest
 
 import fake_pynvml
 from conftest import ROOT, has, needs_jax, needs_tf, needs_torch, run_cli
-from runner import buildinfo, nvml, platforms, probe, where
+from runner.machine import buildinfo, platforms, probe, where
+from runner.measure import nvml
 
-SCHEMA = json.loads((ROOT / "runner/schemas/record.v3.json").read_text())
+SCHEMA = json.loads((ROOT / "runner/records/schemas/record.v3.json").read_text())
 HARDWARE_KEYS = {"cpu", "memory_bytes", "gpus", "errors"}
 ENVIRONMENT_KEYS = {"hostname", "os", "container", "notebook", "scheduler", "cloud", "apple_chip", "thread_env",
                     "errors"}
@@ -59,7 +60,7 @@ def test_environment_of_this_machine_is_valid():
 
 
 def test_cpuinfo_is_not_imported_with_the_probe():
-    code = "import sys, runner.probe, runner.where, runner.platforms; print('cpuinfo' in sys.modules)"
+    code = "import sys, runner.machine.probe, runner.machine.where, runner.machine.platforms; print('cpuinfo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from records import BASE, make_record
-from runner import record
+from sample_records import BASE, make_record
+from runner import records
 from runner.errors import RecordError
 
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
@@ -26,7 +26,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _schema():
     from importlib import resources
 
-    return json.loads(resources.files("runner").joinpath(f"schemas/record.v{record.SCHEMA_VERSION}.json").read_text())
+    return json.loads(resources.files("runner.records").joinpath(f"schemas/record.v{records.SCHEMA_VERSION}.json").read_text())
 
 
 def test_schema_pins_the_key_set():
@@ -35,10 +35,10 @@ def test_schema_pins_the_key_set():
     for section, keys in (("timing", TIMING_KEYS), ("metrics", METRICS_KEYS), ("data", DATA_KEYS)):
         assert set(schema["properties"][section]["required"]) == set(schema["properties"][section]["properties"]) == keys
         assert schema["properties"][section]["additionalProperties"] is False
-    assert set(schema["properties"]["status"]["enum"]) == set(record.STATUSES)
+    assert set(schema["properties"]["status"]["enum"]) == set(records.STATUSES)
     parity = schema["properties"]["parity"]["oneOf"][1]
     assert set(parity["required"]) == set(parity["properties"]) == PARITY_KEYS
-    assert set(parity["properties"]["status"]["enum"]) == set(record.PARITY_STATUSES)
+    assert set(parity["properties"]["status"]["enum"]) == set(records.PARITY_STATUSES)
 
 
 ENERGY_KEYS = {"joules", "method", "scope", "window_s", "parts", "errors"}
@@ -55,7 +55,7 @@ def test_schema_pins_energy_and_resources():
 
 
 def test_a_real_record_meets_the_contract():
-    record.validate(BASE)
+    records.validate(BASE)
     assert set(BASE) == TOP_KEYS and set(BASE["timing"]) == TIMING_KEYS and set(BASE["metrics"]) == METRICS_KEYS
     assert set(BASE["parity"]) == PARITY_KEYS and BASE["parity"]["status"] == "pass"
 
@@ -66,8 +66,8 @@ def test_a_v1_record_reads_as_current_with_parity_unchecked(tmp_path):
     assert v1["schema_version"] == 1 and "parity" not in v1
     path = tmp_path / "old.json"
     path.write_text(json.dumps(v1))
-    got = record.read(path)
-    assert got["schema_version"] == record.SCHEMA_VERSION == 3
+    got = records.read(path)
+    assert got["schema_version"] == records.SCHEMA_VERSION == 3
     assert got["parity"] is None
     same = ("timing", "metrics", "spec", "spec_hash", "status", "run_id", "data", "command", "software")
     assert {k: got[k] for k in same} == {k: v1[k] for k in same}
@@ -78,7 +78,7 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     assert v2["schema_version"] == 2
     path = tmp_path / "v2.json"
     path.write_text(json.dumps(v2))
-    got = record.read(path)
+    got = records.read(path)
     assert got["schema_version"] == 3
     assert got["hardware"]["cpu"]["brand"] == v2["hardware"]["cpu"]
     assert got["hardware"]["cpu"]["physical_cores"] == v2["hardware"]["cores"]
@@ -112,25 +112,25 @@ def test_schema_rejects_bad_records(mutate, where):
     r = make_record()
     mutate(r)
     with pytest.raises(RecordError, match=re.escape(f"at {where}:")):
-        record.validate(r)
+        records.validate(r)
 
 
 def test_write_is_atomic_and_never_overwrites(tmp_path):
     r = make_record()
-    path = record.write(r, tmp_path)
+    path = records.write(r, tmp_path)
     before = path.read_bytes()
     with pytest.raises(FileExistsError):
-        record.write(r, tmp_path)
+        records.write(r, tmp_path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
-    assert record.read(path) == r
+    assert records.read(path) == r
 
 
 def test_write_refuses_an_invalid_record(tmp_path):
     r = make_record()
     r["status"] = "meh"
     with pytest.raises(RecordError):
-        record.write(r, tmp_path)
+        records.write(r, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
@@ -141,7 +141,7 @@ def test_read_refuses_garbage_foreign_and_future_files(tmp_path):
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(RecordError) as e:
-            record.read(tmp_path / name)
+            records.read(tmp_path / name)
         reasons[name] = str(e.value)
     assert "unreadable JSON" in reasons["garbage.json"]
     assert "not a JSON object" in reasons["list.json"]
@@ -152,10 +152,10 @@ def test_read_refuses_garbage_foreign_and_future_files(tmp_path):
 def test_upgrade_applies_converters_in_turn(monkeypatch):
     v0 = {k: v for k, v in json.loads((FIXTURES / "record_v1.json").read_text()).items() if k != "command"}
     v0["schema_version"] = 0
-    monkeypatch.setitem(record.UPGRADES, 0, lambda r: {**r, "schema_version": 1, "command": "(unknown)"})
-    upgraded = record.upgrade(v0)
-    record.validate(upgraded)
+    monkeypatch.setitem(records.UPGRADES, 0, lambda r: {**r, "schema_version": 1, "command": "(unknown)"})
+    upgraded = records.upgrade(v0)
+    records.validate(upgraded)
     assert upgraded["command"] == "(unknown)"
-    monkeypatch.delitem(record.UPGRADES, 0)
+    monkeypatch.delitem(records.UPGRADES, 0)
     with pytest.raises(RecordError, match="no upgrade from schema version 0"):
-        record.upgrade(v0)
+        records.upgrade(v0)

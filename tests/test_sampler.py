@@ -6,7 +6,7 @@ import time
 import pytest
 
 import fake_pynvml
-from runner.sampler import Sampler, summarize
+from runner.measure.sampler import Sampler, summarize
 
 
 def _busy(seconds: float):

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from runner.errors import SpecError
-from runner.spec import FIELDS, PRESETS, Spec, make_spec
+from runner.workload.spec import FIELDS, PRESETS, Spec, make_spec
 
 # The standard spec's hash: it changes only when the workload definition changes, which must be a
 # deliberate act (records of the old spec stop sharing rows with the new).

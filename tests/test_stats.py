@@ -1,4 +1,4 @@
-"""runner.stats on fixed inputs with known answers."""
+"""runner.measure.stats on fixed inputs with known answers."""
 
 import math
 import warnings
@@ -6,7 +6,7 @@ from math import comb
 
 import pytest
 
-from runner import stats
+from runner.measure import stats
 
 
 def test_cv_is_sample_stdev_over_mean():

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 # Spec fields a backend must honour itself; the harness and the reference initializer consume the
 # rest (epochs, seed, init, limits, dataset, normalization, target). A test proves every backend
@@ -82,10 +82,10 @@ class Backend(Protocol):
         """(bytes, how it was read) of the device's peak memory in use so far, as the framework
         counts it; (None, why not) where it has no such counter (the CPU: see peak RSS)."""
 
-    # For the parity gate (runner.parity): not timed, so clarity over speed.
+    # For the parity gate (runner.parity.gate): not timed, so clarity over speed.
     def probe_step(self, idx: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits and gradients of one batch at the current weights, without updating them;
-        gradients in the canonical layout (runner.layouts converts)."""
+        gradients in the canonical layout (runner.workload.layouts converts)."""
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The current weights as NumPy arrays in the canonical layout and order."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner import layouts, models
+from runner.workload import layouts, models
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 # JAX calls Apple's Metal plugin "METAL" and NVIDIA "cuda" (older releases: "gpu").
 _PLATFORMS = {"cpu": ("cpu",), "cuda": ("cuda", "gpu"), "mps": ("METAL", "metal")}

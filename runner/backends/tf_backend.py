@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
-from runner import layouts, models
+from runner.workload import layouts, models
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 ONOFF = ("off", "on")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner import models
+from runner.workload import models
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 
 def build_model(torch, model: str) -> "torch.nn.Sequential":

@@ -4,12 +4,12 @@
                              [--baseline framework=torch,device=cpu] [--noisy-cv 0.05]
 
 Rows group records by spec_hash x platform x hardware x framework (version, backend options) x
-device. The statistical unit is the run (runner.stats): a row's steady s/epoch is the median over its
+device. The statistical unit is the run (runner.measure.stats): a row's steady s/epoch is the median over its
 completed runs with a 95 % bootstrap confidence interval, its CV and n; one run gets no interval and
 the notes say so. A row is marked noisy when its CV is above --noisy-cv, and below target when its
 median best test accuracy misses the spec's target (the same statistic as its "best acc %" column;
 runs that missed it one by one are counted in "runs ok", and "s to target" says how many reached it).
-The parity column says whether the runs passed the parity gate (runner.parity): a FAIL row did not
+The parity column says whether the runs passed the parity gate (runner.parity.gate): a FAIL row did not
 train the spec's workload, so its timings are not comparable with the others. With --baseline, each
 spec's table gets the ratio of every row's steady s/epoch to the baseline row's (> 1: slower), with a
 bootstrap CI that resamples both rows' runs. Records with different spec hashes never share a row:
@@ -25,9 +25,9 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from runner import stats
+from runner.measure import stats
 from runner.errors import RecordError, UserError
-from runner.record import COMPLETED
+from runner.records import COMPLETED
 
 NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked noisy
 BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options")
@@ -36,7 +36,7 @@ BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "opti
 def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
     """Records under `paths` (files or folders, searched recursively for *.json) and the skipped
     files with their reasons."""
-    from runner import record
+    from runner.records import read
 
     files: list[Path] = []
     for p in map(Path, paths):
@@ -46,13 +46,13 @@ def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
             files.append(p)
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    records, skipped = [], []
+    found, skipped = [], []
     for f in files:
         try:
-            records.append(record.read(f))
+            found.append(read(f))
         except RecordError as e:
             skipped.append((str(f), str(e)))
-    return records, skipped
+    return found, skipped
 
 
 def hardware_label(rec: dict) -> str:

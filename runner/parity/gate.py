@@ -2,11 +2,11 @@
 
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]   # the table, exit 1 on a failure
     python -m runner run ...        # every completed run checks itself too: the record's `parity`
-    python -m runner.parity REQUEST.json   # one framework, in a process of its own (what verify starts)
+    python -m runner.parity.gate REQUEST.json   # one framework, in a process of its own (what verify starts)
 
 A backend starts from the reference weights and takes the first K steps of epoch 0. Step 1's loss,
 logits and gradient, the weights after step 1 and the loss of every step are compared with the same
-computation in float64 NumPy (runner.npref), not with another framework: a shared float64 yardstick
+computation in float64 NumPy (runner.parity.float64), not with another framework: a shared float64 yardstick
 makes every framework's distance its own float32 error, and two frameworks that agree with it agree
 with each other.
 """
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import npref, reference
-from runner.spec import Spec
+from runner.parity import float64
+from runner.workload import reference
+from runner.workload.spec import Spec
 
 DEFAULT_STEPS = 50
 
@@ -64,7 +65,7 @@ def framework_trace(backend, spec: Spec, steps: int) -> dict:
 
 
 def reference_trace(spec: Spec, train_x, train_y, data_sha: str, steps: int) -> dict:
-    """npref.trace for the spec's first `steps` steps, cached on disk (a few seconds to compute)."""
+    """float64.trace for the spec's first `steps` steps, cached on disk (a few seconds to compute)."""
     from runner import atomic
     from runner.data.store import cache_root
 
@@ -77,7 +78,7 @@ def reference_trace(spec: Spec, train_x, train_y, data_sha: str, steps: int) -> 
     except (OSError, KeyError, ValueError):
         pass  # not there yet, or unreadable: compute it again
     order = reference.epoch_order(spec, 0)[:steps]
-    ref = npref.trace(spec, reference.initial_params(spec), train_x, train_y, order)
+    ref = float64.trace(spec, reference.initial_params(spec), train_x, train_y, order)
     buf = io.BytesIO()
     np.savez(buf, losses=np.array(ref["losses"]), logits=ref["logits"],
              **{"g:" + n: ref["grads"][n] for n in names}, **{"p:" + n: ref["params"][n] for n in names})
@@ -125,7 +126,7 @@ def check(make_backend, spec: Spec, data, steps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m runner.parity REQUEST.json: one framework's check, the result written to req['result']."""
+    """python -m runner.parity.gate REQUEST.json: one framework's check, the result written to req['result']."""
     from runner import backends
     from runner.backends.base import FrameworkUnavailable
     from runner.data import store

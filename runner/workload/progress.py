@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import sys
 
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 
 def _fmt(seconds: float) -> str:

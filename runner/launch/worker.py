@@ -1,4 +1,4 @@
-"""One run in a process of its own: python -m runner.worker REQUEST.json
+"""One run in a process of its own: python -m runner.launch.worker REQUEST.json
 
 `python -m runner run` writes REQUEST.json (spec, framework, device, platform, hardware, data folder,
 output folder) and starts one worker per framework and repeat, so frameworks never share thread pools
@@ -35,10 +35,11 @@ def _on_signal(signum, frame):
 
 def skeleton(req: dict, spec) -> dict:
     """Every key of the record, filled with what is known before anything runs."""
-    from runner import probe, record
+    from runner.machine import probe
+    from runner import records
 
     return {
-        "schema_version": record.SCHEMA_VERSION,
+        "schema_version": records.SCHEMA_VERSION,
         "run_id": req.get("run_id") or uuid.uuid4().hex,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "status": "failed",
@@ -67,12 +68,15 @@ def skeleton(req: dict, spec) -> dict:
 
 
 def run(req: dict, started: float) -> tuple[dict, Path]:
-    from runner import backends, buildinfo, energy, harness, reference
+    from runner import backends
+    from runner.machine import buildinfo
+    from runner.measure import energy
+    from runner.workload import harness, reference
     from runner.backends.base import FrameworkUnavailable
     from runner.data import store
-    from runner.progress import EpochLines
-    from runner.sampler import Sampler
-    from runner.spec import Spec
+    from runner.workload.progress import EpochLines
+    from runner.measure.sampler import Sampler
+    from runner.workload.spec import Spec
 
     spec = Spec.from_dict(req["spec"])
     rec = skeleton(req, spec)
@@ -150,7 +154,7 @@ def _peak(host: dict) -> int | None:
 
 
 def _resources(sampler, backend) -> dict:
-    from runner.sampler import summarize
+    from runner.measure.sampler import summarize
 
     summary = summarize(sampler.samples, sampler.gpus)
     errors = dict(sampler.errors)
@@ -169,15 +173,15 @@ def _resources(sampler, backend) -> dict:
 def _parity(make_backend, spec, data, steps: int) -> dict:
     """The parity gate on a fresh model, after training (so it cannot warm caches the timed first
     epoch should pay for). Its failure marks the record; it never fails the run."""
-    from runner import parity
+    from runner.parity import gate
 
     print(f"parity: checking the first {min(steps, spec.steps_per_epoch)} steps against the float64 reference",
           file=sys.stderr)
     try:
-        result = parity.check(make_backend, spec, data, steps)
+        result = gate.check(make_backend, spec, data, steps)
     except Exception as e:
         traceback.print_exc()
-        result = parity.error_result(steps, f"{type(e).__name__}: {e}")
+        result = gate.error_result(steps, f"{type(e).__name__}: {e}")
     if result["status"] != "pass":
         print(f"parity: {result['status'].upper()} {', '.join(result['failed'])} {result['error'] or ''}",
               file=sys.stderr)
@@ -187,16 +191,18 @@ def _parity(make_backend, spec, data, steps: int) -> dict:
 def finish(rec: dict, spec, log, out_dir: Path, wall_s: float | None, samples: list | None = None) -> Path:
     """Fill the derived timing and metrics from `log` and write the record (and, if given, the
     resource samples beside it: RECORD.samples.jsonl, one JSON object per line)."""
-    from runner import atomic, harness, probe, record
+    from runner import atomic, records
+    from runner.workload import harness
+    from runner.machine import probe
 
     timing, rec["metrics"] = harness.summarize(spec, log)
     rec["timing"].update(timing, wall_s=wall_s)
     rec["environment"]["load_avg_end"] = probe.load_avg()
     if samples and rec["resources"] is not None:
-        name = record.filename(rec).removesuffix(".json") + ".samples.jsonl"
+        name = records.filename(rec).removesuffix(".json") + ".samples.jsonl"
         lines = "".join(json.dumps(s, allow_nan=False) + "\n" for s in samples)
         rec["resources"]["samples_file"] = atomic.write_bytes(out_dir / name, lines.encode(), replace=False).name
-    return record.write(rec, out_dir)
+    return records.write(rec, out_dir)
 
 
 def _process_start() -> float:
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m runner.worker REQUEST.json", file=sys.stderr)
+        print("usage: python -m runner.launch.worker REQUEST.json", file=sys.stderr)
         return 2
     req = json.loads(Path(argv[0]).read_text())
     rec, path = run(req, started)

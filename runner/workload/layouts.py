@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner import models
+from runner.workload import models
 
 
 def _flatten_shape(model: str) -> tuple[int, int, int] | None:

@@ -64,7 +64,7 @@ UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3}
 def _validator():
     import jsonschema  # imported on first use: keeps `--help` fast
 
-    schema = json.loads(resources.files("runner").joinpath(f"schemas/record.v{SCHEMA_VERSION}.json").read_text())
+    schema = json.loads(resources.files("runner.records").joinpath(f"schemas/record.v{SCHEMA_VERSION}.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 

@@ -24,9 +24,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import probe, record
+from runner.machine import probe
+from runner import records
 from runner.data import store
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 GRACE_S = 120  # how long a signalled worker gets to write its record
 
@@ -93,13 +94,13 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
 
 def _another(name: str, mine: list[Outcome], repeats: Repeats) -> bool:
     """Whether `name` gets one more run after `mine`; says why under --until-stable."""
-    from runner import stats
+    from runner.measure import stats
 
     if len(mine) < repeats.minimum:
         return True
     if not repeats.until_stable:
         return False
-    if mine[-1].status not in record.COMPLETED:
+    if mine[-1].status not in records.COMPLETED:
         print(f"[{name}] until-stable: run {len(mine)} ended {mine[-1].status}; no more runs", file=sys.stderr)
         return False
     times = [o.steady_epoch_s for o in mine if o.steady_epoch_s is not None]
@@ -121,7 +122,7 @@ def _run_worker(req: dict, spec: Spec) -> tuple[Outcome, bool]:
     with tempfile.TemporaryDirectory(prefix="dlbench-") as tmp:
         req_path = Path(tmp) / "request.json"
         req_path.write_text(json.dumps(req))
-        proc = subprocess.Popen([sys.executable, "-m", "runner.worker", str(req_path)])
+        proc = subprocess.Popen([sys.executable, "-m", "runner.launch.worker", str(req_path)])
         interrupted = False
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
@@ -144,7 +145,7 @@ def _run_worker(req: dict, spec: Spec) -> tuple[Outcome, bool]:
     path = _find_record(Path(req["out_dir"]), req["run_id"])
     if path is None:  # the worker died before it could write (segfault, OOM kill, ...)
         path = _write_lost(req, spec, code, interrupted)
-    rec = record.read(path)
+    rec = records.read(path)
     status = rec["status"]
     return (Outcome(req["framework"], status, path, rec["timing"]["steady_epoch_s"]),
             interrupted or status == "interrupted")
@@ -160,7 +161,8 @@ def _find_record(out_dir: Path, run_id: str) -> Path | None:
 
 
 def _write_lost(req: dict, spec: Spec, code: int, interrupted: bool) -> Path:
-    from runner import harness, worker
+    from runner.workload import harness
+    from runner.launch import worker
 
     rec = worker.skeleton(req, spec)
     how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"

@@ -5,7 +5,7 @@
 Every field that cannot be read is null and its reason goes into `errors` ({field: reason}): never a
 crash, never a guess. py-cpuinfo takes about a second, so it runs at most once per process and never at
 import; the run's parent probes the hardware once and hands it to every worker. Environment detection
-lives in runner.where, framework build facts in runner.buildinfo (one subprocess per framework).
+lives in runner.machine.where, framework build facts in runner.machine.buildinfo (one subprocess per framework).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from runner import nvml, where
-from runner.buildinfo import cuda_version
+from runner.measure import nvml
+from runner.machine import where
+from runner.machine.buildinfo import cuda_version
 from runner.errors import reason
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
@@ -229,7 +230,7 @@ def git_sha() -> str | None:
 def probe(frameworks: bool = True) -> dict:
     """Everything above; `frameworks` also imports each installed framework (in its own process,
     started first so that they load while the hardware is probed)."""
-    from runner import buildinfo, platforms
+    from runner.machine import buildinfo, platforms
 
     procs = buildinfo.start() if frameworks else {}
     try:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.models import params
-from runner.spec import Spec
+from runner.workload.models import params
+from runner.workload.spec import Spec
 
 # The init stream is keyed apart from the epoch streams: NumPy's SeedSequence treats trailing
 # zero words as absent, so (seed,) and (seed, 0) would otherwise collide with epoch 0.

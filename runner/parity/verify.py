@@ -15,19 +15,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runner.spec import Spec
+from runner.workload.spec import Spec
 
 
 def run(spec: Spec, frameworks: list[str], device: str, data_dir, steps: int, options: dict) -> list[dict]:
     """The parity result of each framework, each from a fresh process."""
-    from runner import parity
+    from runner.parity import gate
     from runner.data import store
 
     folder = store.ensure(spec.dataset, data_dir)
     data = store.load_for(spec, folder)
     steps = min(steps, spec.steps_per_epoch)
     print(f"verify: float64 NumPy reference, {steps} steps", file=sys.stderr)
-    parity.reference_trace(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
+    gate.reference_trace(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
                            steps)  # once here, cached on disk, so the framework processes only read it
     results = []
     with tempfile.TemporaryDirectory(prefix="dlbench-verify-") as tmp:
@@ -38,19 +38,19 @@ def run(spec: Spec, frameworks: list[str], device: str, data_dir, steps: int, op
             req.write_text(json.dumps({"spec": spec.to_dict(), "framework": name, "device": device,
                                        "options": options.get(name, {}), "data_dir": str(folder),
                                        "steps": steps, "result": str(out)}))
-            proc = subprocess.run([sys.executable, "-m", "runner.parity", str(req)])
+            proc = subprocess.run([sys.executable, "-m", "runner.parity.gate", str(req)])
             if out.exists():
                 results.append(json.loads(out.read_text()))
             else:  # the process died before it could report
                 how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-                results.append({"framework": name, "parity": parity.error_result(steps, f"process {how}")})
+                results.append({"framework": name, "parity": gate.error_result(steps, f"process {how}")})
     return results
 
 
 def table(results: list[dict]) -> str:
     from tabulate import tabulate
 
-    from runner.parity import TOLERANCES
+    from runner.parity.gate import TOLERANCES
 
     fmt = lambda v: "-" if v is None else f"{v:.1e}"  # noqa: E731
     rows = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner.data.catalog import DATASETS
 from runner.errors import SpecError
-from runner.models import MODELS
+from runner.workload.models import MODELS
 
 SPEC_VERSION = 1
 

@@ -42,7 +42,7 @@ class Meter:
 
     # -- counters ---------------------------------------------------------------------------------
     def _gpu_counters(self) -> dict[int, int] | None:
-        from runner import nvml
+        from runner.measure import nvml
 
         try:
             with nvml.session() as nv:

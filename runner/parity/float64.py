@@ -2,7 +2,7 @@
 
     python -m runner verify      # every framework's first steps are compared with these
 
-Forward pass, backward pass and Adam for any model of runner.models, in the canonical layout
+Forward pass, backward pass and Adam for any model of runner.workload.models, in the canonical layout
 (NCHW, conv OIHW, dense out x in), written for clarity, not speed: 50 LeNet-5 steps take about a
 second. float64 makes its own rounding error ~1e-16, so what the gate measures is the framework's
 float32 arithmetic (and any real difference in the math).
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from runner import models
-from runner.spec import Spec
+from runner.workload import models
+from runner.workload.spec import Spec
 
 
 def _patches(x: np.ndarray, k: int) -> np.ndarray:

@@ -14,8 +14,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from runner import reference
-from runner.spec import Spec
+from runner.workload import reference
+from runner.workload.spec import Spec
 
 
 class Diverged(Exception):

@@ -1,6 +1,6 @@
 """How a framework was built and what it sees: versions, CUDA/cuDNN, devices, threads.
 
-    python -m runner.buildinfo torch|tensorflow|jax     # one JSON object on stdout
+    python -m runner.machine.buildinfo torch|tensorflow|jax     # one JSON object on stdout
     python -m runner probe                              # every installed framework, in parallel
 
 The framework is imported inside collect() only, and the probe runs each one in a process of its own
@@ -125,11 +125,11 @@ def collect(name: str) -> dict:
 
 
 def start(names: list[str] | None = None) -> dict[str, subprocess.Popen]:
-    """One `python -m runner.buildinfo NAME` per installed framework (default), all at once."""
+    """One `python -m runner.machine.buildinfo NAME` per installed framework (default), all at once."""
     from runner import backends
 
     names = [n for n in backends.names() if backends.installed(n)] if names is None else names
-    return {n: subprocess.Popen([sys.executable, "-m", "runner.buildinfo", n], stdout=subprocess.PIPE,
+    return {n: subprocess.Popen([sys.executable, "-m", "runner.machine.buildinfo", n], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for n in names}
 
 
@@ -142,19 +142,19 @@ def finish(procs: dict[str, subprocess.Popen], timeout: float = TIMEOUT_S) -> di
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-            out[name] = {"error": f"python -m runner.buildinfo {name} took over {timeout:.0f} s"}
+            out[name] = {"error": f"python -m runner.machine.buildinfo {name} took over {timeout:.0f} s"}
             continue
         try:  # the JSON is the last line; whatever the framework printed went to stderr
             out[name] = json.loads(stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
             last = (stderr.strip().splitlines() or ["no output"])[-1]
-            out[name] = {"error": f"python -m runner.buildinfo {name} exited {proc.returncode}: {last}"}
+            out[name] = {"error": f"python -m runner.machine.buildinfo {name} exited {proc.returncode}: {last}"}
     return out
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in COLLECTORS:
-        print(f"usage: python -m runner.buildinfo {{{','.join(COLLECTORS)}}}", file=sys.stderr)
+        print(f"usage: python -m runner.machine.buildinfo {{{','.join(COLLECTORS)}}}", file=sys.stderr)
         return 2
     sys.stdout.flush()
     saved = os.dup(1)

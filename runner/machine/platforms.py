@@ -13,7 +13,7 @@ import platform as _platform
 import sys
 from pathlib import Path
 
-from runner import where
+from runner.machine import where
 from runner.errors import UserError
 
 # name -> the device a run on it asks its framework for when --device is not given
@@ -32,7 +32,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def detect(environ=os.environ, root: Path = where.ROOT) -> str:
-    """The most specific platform the machine shows (runner.where reads the signs; `root` stands in
+    """The most specific platform the machine shows (runner.machine.where reads the signs; `root` stands in
     for / in tests): notebooks and Slurm run inside containers, so they come first."""
     notebook = where.notebook(environ, modules={})["kind"]
     if notebook in ("colab", "kaggle"):

@@ -74,7 +74,7 @@ class Sampler:
 
     # -- readings ---------------------------------------------------------------------------------
     def _open_gpus(self):
-        from runner import nvml
+        from runner.measure import nvml
 
         try:
             session = nvml.session()

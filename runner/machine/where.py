@@ -1,11 +1,11 @@
 """Where this process runs: OS, container, notebook, batch scheduler, cloud, Apple chip.
 
     python -m runner probe          # the `environment` part of the probe
-    python -m runner run            # the record's `environment`; --platform detection (runner.platforms)
+    python -m runner run            # the record's `environment`; --platform detection (runner.machine.platforms)
 
 Every detector reads only what it is given (an environ mapping, a filesystem root, a DMI folder), so
 tests hand it a fake machine. Detectors return None for "not here"; a detector that cannot read what
-it needs raises, and the caller records the reason (runner.probe's soft-fail collector).
+it needs raises, and the caller records the reason (runner.machine.probe's soft-fail collector).
 """
 
 from __future__ import annotations
