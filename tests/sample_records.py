@@ -7,7 +7,10 @@ import json
 import uuid
 from pathlib import Path
 
-BASE = json.loads((Path(__file__).parent / "fixtures" / "record_smoke.json").read_text())
+from runner import records
+
+# A real smoke run, brought to the current schema by the same upgrade path old records take.
+BASE = records.upgrade(json.loads((Path(__file__).parent / "fixtures" / "record_smoke.json").read_text()))
 
 
 def make_record(status="ok", framework="torch", version="2.13.0+cpu", device="cpu", steady=None,

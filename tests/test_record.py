@@ -9,7 +9,7 @@ from runner import records
 from runner.errors import RecordError
 
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
-TOP_KEYS = {"schema_version", "run_id", "created_utc", "status", "error", "command", "repeat", "spec",
+TOP_KEYS = {"schema_version", "run_id", "launcher", "log_file", "created_utc", "status", "error", "command", "repeat", "spec",
             "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
             "timing", "metrics", "parity", "resources", "energy"}
 TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
@@ -67,7 +67,7 @@ def test_a_v1_record_reads_as_current_with_parity_unchecked(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(v1))
     got = records.read(path)
-    assert got["schema_version"] == records.SCHEMA_VERSION == 3
+    assert got["schema_version"] == records.SCHEMA_VERSION == 4
     assert got["parity"] is None
     same = ("timing", "metrics", "spec", "spec_hash", "status", "run_id", "data", "command", "software")
     assert {k: got[k] for k in same} == {k: v1[k] for k in same}
@@ -79,7 +79,7 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     path = tmp_path / "v2.json"
     path.write_text(json.dumps(v2))
     got = records.read(path)
-    assert got["schema_version"] == 3
+    assert got["schema_version"] == 4
     assert got["hardware"]["cpu"]["brand"] == v2["hardware"]["cpu"]
     assert got["hardware"]["cpu"]["physical_cores"] == v2["hardware"]["cores"]
     assert got["hardware"]["cpu"]["flags"] is None and "not recorded" in got["hardware"]["errors"]["cpu.flags"]

@@ -45,6 +45,8 @@ def skeleton(req: dict, spec) -> dict:
         "status": "failed",
         "error": None,
         "command": req["command"],
+        "launcher": {"name": "process", "settings": {}},
+        "log_file": None,
         "repeat": {"index": req["repeat"], "of": req["repeats"], "policy": req.get("repeat_policy", "fixed"),
                    "max": req.get("max_repeats", req["repeats"]), "cv_threshold": req.get("cv_threshold")},
         "spec": spec.to_dict(),

@@ -17,7 +17,7 @@ from pathlib import Path
 from runner import atomic
 from runner.errors import RecordError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target")
 COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
 
@@ -56,8 +56,14 @@ def _v2_to_v3(record: dict) -> dict:
                        "errors": {"energy": NOT_RECORDED}}}
 
 
+def _v3_to_v4(record: dict) -> dict:
+    """v4 added the launcher and the per-run log file; every v3 run was a worker subprocess
+    (the only launcher then) that logged to the terminal."""
+    return {**record, "schema_version": 4, "launcher": {"name": "process", "settings": {}}, "log_file": None}
+
+
 # v(N) -> v(N+1) converters; read() applies them in turn.
-UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3}
+UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 @lru_cache(maxsize=None)
