@@ -20,3 +20,8 @@ class RecordError(Exception):
 def reason(e: BaseException) -> str:
     """"ErrorType: message", the way soft-failing fields (probe, sampler, energy) record why."""
     return f"{type(e).__name__}: {e}".strip().rstrip(":")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached a child process (raised from its signal handler); BaseException
+    so that no `except Exception` swallows it on the way to the code that records it."""

@@ -221,6 +221,7 @@ def test_unavailable_device_gives_an_unavailable_record(tmp_path, synthetic_dir)
 def test_worker_refuses_unverified_data_and_records_why(tmp_path, synthetic_dir):
     """No training step on bad bytes, even if the data changed after the parent checked it."""
     from runner.machine import probe
+    from runner.request import RunRequest
     from runner.workload.spec import make_spec
 
     folder = tmp_path / "data"
@@ -230,12 +231,12 @@ def test_worker_refuses_unverified_data_and_records_why(tmp_path, synthetic_dir)
     labels = folder / "train-labels-idx1-ubyte"
     labels.write_bytes(labels.read_bytes()[:-1] + b"\x09")
     spec = make_spec("smoke", dataset="synthetic")
-    req = {"run_id": "a" * 32, "spec": spec.to_dict(), "framework": "torch", "device": "cpu",
-           "platform": {"name": "cpu", "source": "flag"}, "hardware": probe.hardware(),
-           "environment": probe.environment(), "data_dir": str(folder),
-           "data_source": "folder", "out_dir": str(tmp_path / "out"), "command": "test", "repeat": 0, "repeats": 1}
-    (tmp_path / "req.json").write_text(json.dumps(req))
-    out = subprocess.run([sys.executable, "-m", "runner.launch.worker", str(tmp_path / "req.json")], cwd=ROOT,
+    req = RunRequest(job="train", spec=spec, framework="torch", device="cpu", data_dir=str(folder),
+                     out_dir=str(tmp_path / "out"), platform={"name": "cpu", "source": "flag"},
+                     data_source="folder", command="test", hardware=probe.hardware(),
+                     environment=probe.environment())
+    req.write(tmp_path / "req.json")
+    out = subprocess.run([sys.executable, "-m", "runner.launch.child", str(tmp_path / "req.json")], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     (rec,) = _records(tmp_path / "out")

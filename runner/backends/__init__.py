@@ -78,3 +78,8 @@ def parse_option_args(items: list[str], frameworks: list[str]) -> dict[str, dict
 def load(name: str):
     module, cls = REGISTRY[name][0].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def create(name: str, spec, device: str, options: dict | None = None):
+    """A new, not yet set-up backend of framework `name` (imports the framework)."""
+    return load(name)(spec, device, options or {})

@@ -1,7 +1,8 @@
-"""The parent side of `run`: one worker process per framework and repeat, then the table.
+"""The parent side of `run` and `verify`: one child process per framework and repeat, one after another.
 
     python -m runner run --framework all --repeats 3
     python -m runner run --framework torch --until-stable --cv-threshold 0.03 --max-repeats 10
+    python -m runner verify --framework torch,jax        # job "parity" per framework: verify_all
 
 Probes the machine and makes sure the data is there and verified once, then starts the workers one
 after another (never side by side: they would compete for the same cores). Ctrl-C or SIGTERM
@@ -16,20 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.machine import probe
 from runner import records
+from runner.errors import UserError
 from runner.data import store
+from runner.launch import launchers
+from runner.machine import probe
+from runner.records import build
+from runner.request import Repeat, RunRequest, Sampling
 from runner.workload.spec import Spec
-
-GRACE_S = 120  # how long a signalled worker gets to write its record
 
 
 @dataclass
@@ -50,12 +51,12 @@ class Repeats:
     cv_threshold: float = 0.03
     maximum: int = 10
 
-    def request(self) -> dict:
+    def repeat(self, index: int) -> Repeat:
+        """The request's view of run `index` under this policy."""
         if not self.until_stable:
-            return {"repeats": self.minimum, "repeat_policy": "fixed", "max_repeats": self.minimum,
-                    "cv_threshold": None}
-        return {"repeats": self.minimum, "repeat_policy": "until-stable", "max_repeats": self.maximum,
-                "cv_threshold": self.cv_threshold}
+            return Repeat(index=index, of=self.minimum, policy="fixed", max=self.minimum)
+        return Repeat(index=index, of=self.minimum, policy="until-stable", max=self.maximum,
+                      cv_threshold=self.cv_threshold)
 
 
 def _data_source(data_dir) -> str:
@@ -64,25 +65,26 @@ def _data_source(data_dir) -> str:
 
 def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform: dict, device: str, data_dir,
             out_dir: Path, command: str, options: dict | None = None, parity_steps: int = 0,
-            sample_interval: float = 1.0, write_samples: bool = False) -> tuple[list[Outcome], bool]:
-    """Run every framework `repeats` times; return the outcomes and whether the user interrupted.
-    `options` maps framework -> backend options; `parity_steps` > 0 checks each completed run;
-    the resource sampler reads every `sample_interval` s (`write_samples`: keep every sample)."""
+            sampling: Sampling = Sampling(), launcher: launchers.Launcher | None = None
+            ) -> tuple[list[Outcome], bool]:
+    """Run every framework `repeats` times, each run a child started by `launcher` (default: a
+    subprocess); return the outcomes and whether the user interrupted. `options` maps framework ->
+    backend options; `parity_steps` > 0 checks each completed run."""
     if isinstance(repeats, int):
         repeats = Repeats(minimum=repeats)
+    launcher = launcher or launchers.get("process")
     folder = store.ensure(spec.dataset, data_dir)
     hardware, environment = probe.hardware(), probe.environment()
     outcomes: list[Outcome] = []
     for name in frameworks:
         mine: list[Outcome] = []
         while True:
-            req = {"run_id": uuid.uuid4().hex, "spec": spec.to_dict(), "framework": name, "device": device,
-                   "platform": platform, "hardware": hardware, "environment": environment,
-                   "data_dir": str(folder), "data_source": _data_source(data_dir), "out_dir": str(out_dir),
-                   "command": command, "repeat": len(mine), **repeats.request(),
-                   "options": (options or {}).get(name, {}), "parity_steps": parity_steps,
-                   "sample_interval": sample_interval, "write_samples": write_samples}
-            outcome, interrupted = _run_worker(req, spec)
+            req = RunRequest(job="train", spec=spec, framework=name, device=device, data_dir=str(folder),
+                             out_dir=str(out_dir), options=(options or {}).get(name, {}), platform=platform,
+                             data_source=_data_source(data_dir), command=command, repeat=repeats.repeat(len(mine)),
+                             sampling=sampling, parity_steps=parity_steps, launcher=launcher.describe(),
+                             hardware=hardware, environment=environment)
+            outcome, interrupted = _run(req, launcher)
             outcomes.append(outcome)
             mine.append(outcome)
             if interrupted:
@@ -90,6 +92,50 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
             if outcome.status == "unavailable" or not _another(name, mine, repeats):
                 break
     return outcomes, False
+
+
+# What one run writes into --out at most: a record (~20 KB for 50 epochs), its log and the resource
+# samples (~100 KB at 1 s), with room to spare. Checked before each run, not found out after training.
+SPACE_PER_RUN = 4 * 2**20
+
+
+def check_space(folder: Path, need: int = SPACE_PER_RUN) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise UserError(f"{folder}: {free / 2**20:.1f} MiB free, a run needs {need / 2**20:.0f} MiB for its record,"
+                        f" log and samples; free some space or choose another --out")
+
+
+def busy_warning(own_pid: int | None = None) -> str | None:
+    """Other dlbench runs on this machine, which would share its cores and slow both (measured:
+    up to 100x per step with 2 OpenMP threads on 2 cores); None if there are none."""
+    import psutil
+
+    others = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["pid"] != own_pid and "runner.launch.child" in cmd:
+            others.append(proc.info["pid"])
+    if not others:
+        return None
+    return (f"another dlbench run is training on this machine (pid {', '.join(map(str, others))}): both share"
+            f" the cores, so both time slower and noisier than alone")
+
+
+def _run(req: RunRequest, launcher: launchers.Launcher) -> tuple[Outcome, bool]:
+    """One run: its record, whether the child wrote it or died before it could."""
+    check_space(Path(req.out_dir))
+    warning = busy_warning()
+    if warning:
+        print(f"dlbench: warning: {warning}", file=sys.stderr)
+    end = launchers.launch(req, launcher)
+    path = build.find(Path(req.out_dir), req.run_id)
+    if path is None:  # the child died before it could write (SIGKILL, OOM kill, segfault, ...)
+        path = build.lost(req, end.describe(), interrupted=end.interrupted is not None)
+    rec = records.read(path)
+    status = rec["status"]
+    return (Outcome(req.framework, status, path, rec["timing"]["steady_epoch_s"]),
+            end.interrupted is not None or status == "interrupted")
 
 
 def _another(name: str, mine: list[Outcome], repeats: Repeats) -> bool:
@@ -118,54 +164,46 @@ def _another(name: str, mine: list[Outcome], repeats: Repeats) -> bool:
     return True
 
 
-def _run_worker(req: dict, spec: Spec) -> tuple[Outcome, bool]:
-    with tempfile.TemporaryDirectory(prefix="dlbench-") as tmp:
-        req_path = Path(tmp) / "request.json"
-        req_path.write_text(json.dumps(req))
-        proc = subprocess.Popen([sys.executable, "-m", "runner.launch.worker", str(req_path)])
-        interrupted = False
-        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            # A terminal's Ctrl-C has reached the worker already; a SIGTERM to us has not. The worker
-            # ignores signals once it handles the first, so forwarding is always safe.
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if interrupted:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-    path = _find_record(Path(req["out_dir"]), req["run_id"])
-    if path is None:  # the worker died before it could write (segfault, OOM kill, ...)
-        path = _write_lost(req, spec, code, interrupted)
-    rec = records.read(path)
-    status = rec["status"]
-    return (Outcome(req["framework"], status, path, rec["timing"]["steady_epoch_s"]),
-            interrupted or status == "interrupted")
+def verify_all(spec: Spec, frameworks: list[str], device: str, data_dir, steps: int, options: dict,
+               launcher: launchers.Launcher | None = None) -> list[dict]:
+    """The parity result of each framework, each from a fresh child process started by `launcher`
+    (default: a subprocess), exactly as `run` starts its workers."""
+    from runner.parity import gate
+
+    launcher = launcher or launchers.get("process")
+    folder = store.ensure(spec.dataset, data_dir)
+    data = store.load_for(spec, folder)
+    steps = min(steps, spec.steps_per_epoch)
+    print(f"verify: float64 NumPy reference, {steps} steps", file=sys.stderr)
+    gate.reference_trace(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
+                         steps)  # once here, cached on disk, so the framework processes only read it
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dlbench-verify-") as tmp:
+        for name in frameworks:
+            print(f"verify: {name}", file=sys.stderr)
+            req = RunRequest(job="parity", spec=spec, framework=name, device=device, data_dir=str(folder),
+                             out_dir=tmp, options=options.get(name, {}), parity_steps=steps,
+                             launcher=launcher.describe())
+            end = launchers.launch(req, launcher)
+            if req.result_path.exists():
+                result = json.loads(req.result_path.read_text())
+            else:  # the process died before it could report
+                result = {"framework": name, "parity": gate.error_result(steps, f"process {end.describe()}")}
+            if result["parity"]["status"] in ("fail", "error"):
+                result["log"] = _keep_log(Path(tmp) / req.log_name)
+            results.append(result)
+            if end.interrupted:
+                raise KeyboardInterrupt
+    return results
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _keep_log(log: Path) -> str | None:
+    """A failing framework's log outlives the temporary folder: it is the evidence."""
+    from runner.data.store import cache_root
 
-
-def _find_record(out_dir: Path, run_id: str) -> Path | None:
-    found = sorted(out_dir.glob(f"*-{run_id[:12]}.json"))
-    return found[0] if found else None
-
-
-def _write_lost(req: dict, spec: Spec, code: int, interrupted: bool) -> Path:
-    from runner.workload import harness
-    from runner.launch import worker
-
-    rec = worker.skeleton(req, spec)
-    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    rec["status"] = "interrupted" if interrupted else "failed"
-    rec["error"] = f"worker process {how} without writing a record"
-    return worker.finish(rec, spec, harness.TrainLog(), Path(req["out_dir"]), wall_s=None)
+    if not log.exists():
+        return None
+    kept = cache_root() / "logs" / log.name
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(log, kept)
+    return str(kept)

@@ -2,7 +2,7 @@
 
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]   # the table, exit 1 on a failure
     python -m runner run ...        # every completed run checks itself too: the record's `parity`
-    python -m runner.parity.gate REQUEST.json   # one framework, in a process of its own (what verify starts)
+    python -m runner.launch.child REQUEST.json   # job "parity": one framework, in a process of its own
 
 A backend starts from the reference weights and takes the first K steps of epoch 0. Step 1's loss,
 logits and gradient, the weights after step 1 and the loss of every step are compared with the same
@@ -23,6 +23,7 @@ import numpy as np
 
 from runner.parity import float64
 from runner.workload import reference
+from runner.errors import reason
 from runner.workload.spec import Spec
 
 DEFAULT_STEPS = 50
@@ -125,34 +126,47 @@ def check(make_backend, spec: Spec, data, steps: int) -> dict:
     return judge(measure(fw, ref), steps, seconds=time.perf_counter() - t0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m runner.parity.gate REQUEST.json: one framework's check, the result written to req['result']."""
-    from runner import backends
+def after_training(make_backend, spec: Spec, data, steps: int) -> dict:
+    """The gate as every completed run takes it (runner.launch.worker): a failure or an error is
+    reported and returned, never raised: it marks the record, it does not fail the run."""
+    import traceback
+
+    from runner import console
+
+    print(f"parity: checking the first {min(steps, spec.steps_per_epoch)} steps against the float64 reference",
+          file=sys.stderr)
+    try:
+        result = check(make_backend, spec, data, steps)
+    except Exception as e:
+        console.log_only(traceback.format_exc())
+        result = error_result(steps, reason(e))
+    if result["status"] != "pass":
+        print(f"parity: {result['status'].upper()} {', '.join(result['failed'])} {result['error'] or ''}",
+              file=sys.stderr)
+    return result
+
+
+def run_job(req, started: float) -> int:
+    """The "parity" job (python -m runner verify starts one child per framework): the gate alone,
+    its result written to req.result_path for the parent's table."""
+    from runner import atomic, backends
     from runner.backends.base import FrameworkUnavailable
     from runner.data import store
 
-    argv = sys.argv[1:] if argv is None else argv
-    req = json.loads(Path(argv[0]).read_text())
-    spec, steps = Spec.from_dict(req["spec"]), req["steps"]
-    info: dict = {}
+    steps, info = req.parity_steps, {}
     try:
-        data = store.load_for(spec, Path(req["data_dir"]))
-        cls = backends.load(req["framework"])
+        data = store.load_for(req.spec, Path(req.data_dir))
 
         def make():
-            b = cls(spec, req["device"], req["options"])
-            info.update(b.info())
-            return b
+            backend = backends.create(req.framework, req.spec, req.device, req.options)
+            info.update(backend.info())
+            return backend
 
-        result = check(make, spec, data, steps)
+        result = check(make, req.spec, data, steps)
     except FrameworkUnavailable as e:
         result = {**error_result(steps, str(e)), "status": "unavailable"}
     except Exception as e:  # reported in the table, not a crash of verify
-        result = error_result(steps, f"{type(e).__name__}: {e}")
-    out = {"framework": req["framework"], "parity": result, **info}
-    Path(req["result"]).write_text(json.dumps(out, allow_nan=False))
+        result = error_result(steps, reason(e))
+    out = {"framework": req.framework, "parity": result, **info}
+    atomic.write_bytes(req.result_path, json.dumps(out, allow_nan=False).encode(), replace=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

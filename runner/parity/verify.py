@@ -1,50 +1,12 @@
-"""The parent side of `verify`: one process per framework runs the parity gate; one table.
+"""The table `verify` prints: one row per framework's parity result, distances against their limits.
 
     python -m runner verify                                  # every installed framework, 50 steps
     python -m runner verify --framework torch,jax --steps 20 --dataset synthetic
 
-Exit status 0 only if every framework passes; a framework that cannot run here is listed and fails
-the gate only if it was named explicitly.
+The results come from runner.launch.orchestrate.verify_all (one child process per framework).
 """
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
-from runner.workload.spec import Spec
-
-
-def run(spec: Spec, frameworks: list[str], device: str, data_dir, steps: int, options: dict) -> list[dict]:
-    """The parity result of each framework, each from a fresh process."""
-    from runner.parity import gate
-    from runner.data import store
-
-    folder = store.ensure(spec.dataset, data_dir)
-    data = store.load_for(spec, folder)
-    steps = min(steps, spec.steps_per_epoch)
-    print(f"verify: float64 NumPy reference, {steps} steps", file=sys.stderr)
-    gate.reference_trace(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
-                           steps)  # once here, cached on disk, so the framework processes only read it
-    results = []
-    with tempfile.TemporaryDirectory(prefix="dlbench-verify-") as tmp:
-        for name in frameworks:
-            print(f"verify: {name}", file=sys.stderr)
-            req = Path(tmp) / f"{name}.json"
-            out = Path(tmp) / f"{name}.result.json"
-            req.write_text(json.dumps({"spec": spec.to_dict(), "framework": name, "device": device,
-                                       "options": options.get(name, {}), "data_dir": str(folder),
-                                       "steps": steps, "result": str(out)}))
-            proc = subprocess.run([sys.executable, "-m", "runner.parity.gate", str(req)])
-            if out.exists():
-                results.append(json.loads(out.read_text()))
-            else:  # the process died before it could report
-                how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-                results.append({"framework": name, "parity": gate.error_result(steps, f"process {how}")})
-    return results
 
 
 def table(results: list[dict]) -> str:
@@ -57,7 +19,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         p, fw = r["parity"], r.get("framework")
         version = (fw if isinstance(fw, dict) else {}).get("version") or ""
-        name = fw["name"] if isinstance(fw, dict) else fw
+        name = _name(r)
         device = (r.get("device") or {}).get("kind") or "-"
         verdict = p["status"].upper() if p["status"] != "pass" else "pass"
         if p["failed"]:
@@ -67,5 +29,11 @@ def table(results: list[dict]) -> str:
         rows.append({"framework": f"{name} {version}".strip(), "device": device,
                      **{k.replace("_", " "): fmt(p[k]) for k in TOLERANCES}, "result": verdict})
     limits = ", ".join(f"{k} <= {v:g}" for k, v in TOLERANCES.items())
+    logs = "".join(f"\nlog of {_name(r)}: {r['log']}" for r in results if r.get("log"))
     return (tabulate(rows, headers="keys", tablefmt="pipe", disable_numparse=True)
-            + f"\n\nlimits: {limits} (vs float64 NumPy; see runner/parity.py for why)")
+            + f"\n\nlimits: {limits} (vs float64 NumPy; see runner/parity/gate.py for why)" + logs)
+
+
+def _name(result: dict) -> str:
+    fw = result.get("framework")
+    return fw["name"] if isinstance(fw, dict) else str(fw)

@@ -80,6 +80,53 @@ class Spec:
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Spec))
 
+# What each field means on the command line. The CLI makes one flag per field from the dataclass
+# (`--batch-size`, `--beta2`, ...) and reads `--set FIELD=VALUE` through parse_field: a new field
+# needs a line here and nothing in the CLI. A test checks every field has one.
+FIELD_HELP: dict[str, str] = {
+    "model": "the network (see runner/workload/models.py)",
+    "dataset": "the data (mnist, fashion, or synthetic: tiny, generated, no download)",
+    "epochs": "passes over the training set",
+    "batch_size": "samples per step (the last incomplete batch is dropped)",
+    "optimizer": "the optimizer (adam)",
+    "learning_rate": "Adam's learning rate",
+    "beta1": "Adam's first-moment decay",
+    "beta2": "Adam's second-moment decay",
+    "eps": "Adam's epsilon, added to the bias-corrected sqrt(v)",
+    "weight_decay": "L2 weight decay added to the gradient",
+    "loss": "the loss (softmax_cross_entropy, mean over the batch)",
+    "init": "the initial-weight scheme (uniform_fan_in)",
+    "seed": "seeds the initial weights and every epoch's batch order",
+    "norm_mean": "pixel normalization mean (default: the dataset's)",
+    "norm_std": "pixel normalization std (default: the dataset's)",
+    "eval_batch_size": "batch size for evaluation (does not change the math)",
+    "target_accuracy": "test accuracy for time-to-target, or 'none'",
+    "limit_train": "train on the first N samples only",
+    "limit_test": "evaluate on the first N samples only",
+}
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {"learning_rate": ("--lr",)}
+CHOICES: dict[str, tuple[str, ...]] = {"model": tuple(MODELS), "dataset": tuple(DATASETS)}
+
+
+def parse_field(name: str, text: str) -> Any:
+    """A command-line string -> the value of spec field `name` (its type from the dataclass;
+    'none' for the fields that may be None); SpecError naming the field if it does not parse."""
+    import typing
+
+    if name not in FIELDS:
+        raise SpecError(f"unknown spec field {name!r} (fields: {', '.join(FIELDS)})")
+    hint = typing.get_type_hints(Spec)[name]
+    kinds = typing.get_args(hint) or (hint,)
+    if type(None) in kinds and text.strip().lower() == "none":
+        return None
+    kind = next(k for k in kinds if k is not type(None))
+    if name in CHOICES and text not in CHOICES[name]:
+        raise SpecError(f"{name}: {text!r} is not one of {', '.join(CHOICES[name])}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise SpecError(f"{name}: {text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": {},
     # A quick end-to-end check: small enough for a laptop in seconds, no accuracy target.

@@ -1,0 +1,66 @@
+"""The dlbench command line (also `dlbench`, same as `python -m runner`): one module per subcommand.
+
+    python -m runner                               # = run: the standard workload, every installed framework
+    python -m runner run --framework torch --preset smoke
+    python -m runner run --framework torch --repeats 5 | --until-stable [--cv-threshold 0.03] [--max-repeats 10]
+    python -m runner run --batch-size 128 --set beta2=0.99      # any spec field: its flag, or --set
+    python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
+    python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
+    python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
+    python -m runner probe [--json] [--no-frameworks]
+
+Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
+Each subcommand module has `add_parser(subparsers)` and `main(args) -> exit code`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from runner.errors import UserError
+
+# name -> module under runner.cli; the order is the order of --help
+SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "probe": "probe"}
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"dlbench: error: {message} (see: {self.prog} --help)\n")
+
+
+def _module(name: str):
+    return importlib.import_module(f"runner.cli.{SUBCOMMANDS[name]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from runner import __version__
+
+    parser = Parser(
+        prog="dlbench", description="One standard MNIST training workload, the same in every framework,"
+        " timed honestly. With no subcommand, `run`.")
+    parser.add_argument("--version", action="version", version=f"dlbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                                parser_class=Parser)
+    for name in SUBCOMMANDS:
+        _module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    try:
+        return _module(args.command).main(args)
+    except UserError as e:
+        print(f"dlbench: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dlbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,45 @@
+"""`compare`: records from any number of machines -> one table per spec.
+
+    python -m runner compare results/ other-machine/records/ --format markdown|csv|json
+    python -m runner compare results/ --baseline framework=torch,device=cpu
+"""
+
+from __future__ import annotations
+
+import sys
+
+from runner.errors import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="records -> one comparison table",
+                       description="Merge records (files or folders) into one table per spec.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    p.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
+                   help="the row the others are divided by (s/epoch ratio with a 95%% CI), in each spec's"
+                        " table; keys: framework, device, platform, hardware (a substring), version,"
+                        " options; e.g. framework=torch,device=cpu")
+    p.add_argument("--noisy-cv", type=float, metavar="CV",
+                   help="mark rows whose steady s/epoch varies more than this over runs (default 0.05)")
+
+
+def main(args) -> int:
+    from runner.report import compare
+
+    if args.noisy_cv is None:
+        args.noisy_cv = compare.NOISY_CV
+    if not args.noisy_cv >= 0:
+        raise UserError(f"--noisy-cv must be >= 0, got {args.noisy_cv}")
+    if args.baseline is not None:
+        compare.parse_baseline(args.baseline)  # bad syntax fails before any file is read
+    try:
+        records, skipped = compare.load(args.paths)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    for path, reason in skipped:
+        print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
+    if skipped:
+        print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
+    print(compare.render(compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
+    return 0

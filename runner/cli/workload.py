@@ -1,0 +1,103 @@
+"""The arguments `run` and `verify` share: which frameworks, where, which spec, which launcher.
+
+    python -m runner run --framework torch,jax --platform cpu --epochs 5 --set beta2=0.99
+    python -m runner verify --framework tensorflow --option tensorflow.loop=step
+
+Spec overrides are made from the Spec dataclass itself (runner.workload.spec: FIELDS, FIELD_HELP):
+one flag per field, plus `--set FIELD=VALUE` for scripts. Any override changes the spec hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from runner.errors import SpecError, UserError
+
+
+def _field_type(name: str):
+    from runner.workload.spec import parse_field
+
+    def parse(text: str):
+        try:
+            return parse_field(name, text)
+        except SpecError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from runner.launch.launchers import LAUNCHERS
+    from runner.machine import platforms
+    from runner.workload.spec import FIELD_HELP, FIELDS, FLAG_ALIASES, PRESETS
+
+    p.add_argument("--framework", default="all",
+                   help="one name, a comma-separated list, or 'all' (default: every installed framework)")
+    p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
+    p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
+    p.add_argument("--launcher", choices=list(LAUNCHERS), default="process",
+                   help="how each framework's process is started (default: process, a subprocess here)")
+    p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
+                   help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
+                        " tensorflow.jit_compile=off|on, jax.loop=step|scan")
+    p.add_argument("--preset", choices=list(PRESETS), default="standard",
+                   help="standard: the spec as designed; smoke: 1 epoch, 2048/512 samples, no target")
+    group = p.add_argument_group("spec overrides (any override changes the spec hash)")
+    for name in FIELDS:
+        flags = ["--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ())]
+        # SUPPRESS: absent unless given, so `--target-accuracy none` (None) still counts as given
+        group.add_argument(*flags, dest=f"spec_{name}", type=_field_type(name), metavar=name.upper(),
+                           default=argparse.SUPPRESS, help=FIELD_HELP[name])
+    group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="any spec field by its name, e.g. --set beta2=0.99 (repeatable)")
+    p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+
+
+def overrides(args) -> dict:
+    """The spec fields the user set, by flag or by --set (both may not name the same field)."""
+    from runner.workload.spec import FIELDS, parse_field
+
+    chosen = {name: getattr(args, f"spec_{name}") for name in FIELDS if hasattr(args, f"spec_{name}")}
+    flagged = set(chosen)
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or not name:
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set batch_size=128")
+        if name in flagged:
+            raise UserError(f"--set {item!r}: {name} is already set by --{name.replace('_', '-')}")
+        chosen[name] = parse_field(name, value.strip())
+    return chosen
+
+
+@dataclass(frozen=True)
+class Workload:
+    spec: object
+    frameworks: list
+    platform: dict
+    device: str
+    options: dict
+    launcher: object
+
+
+def resolve(args) -> Workload:
+    """The workload the arguments describe; UserError (one line, exit 2) if anything is off."""
+    from runner import backends
+    from runner.launch import launchers
+    from runner.machine import platforms
+    from runner.workload.spec import make_spec
+
+    spec = make_spec(args.preset, **overrides(args))
+    frameworks = backends.parse_frameworks(args.framework)
+    platform = platforms.resolve(args.platform)
+    device = platforms.device_for(platform["name"], args.device)
+    if args.framework.strip() == "all":  # every installed one; named ones run and report why if they can't
+        for name in [f for f in frameworks if not backends.installed(f)]:
+            print(f"[{name}] not installed, skipped ({backends.install_hint(name)})", file=sys.stderr)
+        frameworks = [f for f in frameworks if backends.installed(f)]
+        if not frameworks:
+            raise UserError(f"no framework is installed: {backends.install_hint('torch')}")
+    options = backends.parse_option_args(args.option, frameworks)
+    return Workload(spec, frameworks, platform, device, options, launchers.get(args.launcher))
