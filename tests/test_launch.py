@@ -180,3 +180,29 @@ def test_imports_only_point_down_the_layers():
                 if there != here and LAYERS.index(there) > LAYERS.index(here):
                     wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert wrong == []
+
+
+def test_launcher_settings_from_the_command_line_are_typed_and_checked():
+    launcher = launchers.from_args("process", ["grace_s=7.5", "python=none"])
+    assert launcher.describe() == LaunchSettings("process", {"python": None, "grace_s": 7.5})
+    container = launchers.from_args("container", ["image=dlbench:cuda", "gpus=all"])
+    assert container.describe().settings == {"image": "dlbench:cuda", "engine": None, "gpus": "all",
+                                             "python": "python", "grace_s": 120.0}
+    with pytest.raises(UserError, match="KEY one of grace_s, python \\(launcher process\\)"):
+        launchers.from_args("process", ["image=x"])
+    with pytest.raises(UserError, match="grace_s must be a float"):
+        launchers.from_args("process", ["grace_s=soon"])
+
+
+def test_the_container_child_sees_its_own_folders_and_probes_itself():
+    req = _request(launcher=launchers.get("container").describe())
+    inside = launchers.get("container").inside(req)
+    assert (inside.data_dir, inside.out_dir, inside.hardware, inside.environment) == ("/data", "/results", None, None)
+    assert (inside.run_id, inside.spec, inside.launcher) == (req.run_id, req.spec, req.launcher)
+
+
+def test_no_container_engine_is_one_clear_error(tmp_path):
+    out = run_cli("run", "--framework", "torch", "--dataset", "synthetic", "--preset", "smoke", "--out", tmp_path,
+                  "--launcher", "container", "--launcher-setting", f"engine=unix://{tmp_path}/nothing.sock")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"no container engine answers at unix://{tmp_path}/nothing.sock" in out.stderr

@@ -38,7 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
     p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
     p.add_argument("--launcher", choices=list(LAUNCHERS), default="process",
-                   help="how each framework's process is started (default: process, a subprocess here)")
+                   help="how each framework's process is started (default: process, a subprocess here;"
+                        " container: in an image, through Docker or podman's socket)")
+    p.add_argument("--launcher-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the launcher, recorded with the run (repeatable): process: python,"
+                        " grace_s; container: image, engine, gpus, python, grace_s")
     p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
                    help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
                         " tensorflow.jit_compile=off|on, jax.loop=step|scan")
@@ -100,4 +104,6 @@ def resolve(args) -> Workload:
         if not frameworks:
             raise UserError(f"no framework is installed: {backends.install_hint('torch')}")
     options = backends.parse_option_args(args.option, frameworks)
-    return Workload(spec, frameworks, platform, device, options, launchers.get(args.launcher))
+    launcher = launchers.from_args(args.launcher, args.launcher_setting)
+    launcher.preflight()
+    return Workload(spec, frameworks, platform, device, options, launcher)

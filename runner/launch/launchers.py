@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from runner.errors import UserError
 from runner.request import LaunchSettings, RunRequest
@@ -50,10 +50,38 @@ class Launcher(abc.ABC):
     def describe(self) -> LaunchSettings:
         return LaunchSettings(name=self.name, settings=dataclasses.asdict(self))
 
+    def preflight(self) -> None:
+        """Raise UserError if this launcher cannot start anything here (checked before any run)."""
+
     @abc.abstractmethod
     def start(self, request_file: Path, request: RunRequest) -> Exit:
         """Run the child on `request_file` to its end; on SIGINT/SIGTERM pass the signal on, give
         the child time to record what it finished, and say so in the Exit."""
+
+    def supervise(self, wait: Callable[[], int], send: Callable[[str], None],
+                  wait_at_most: Callable[[float], int]) -> Exit:
+        """The signal protocol every launcher keeps: `wait()` for the child's exit code; if SIGINT or
+        SIGTERM reaches us meanwhile, `send` the same signal on (a terminal's Ctrl-C has reached a
+        child in our process group already; the child ignores signals once it handles the first, so
+        passing it on is always safe, and passing on the same one keeps the record's "interrupted by
+        SIGINT|SIGTERM" true), then `wait_at_most(grace_s)`, which ends the child if it overstays."""
+        received = None
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            try:
+                return Exit(wait())
+            except KeyboardInterrupt:
+                received = "SIGINT"
+            except _Terminated:
+                received = "SIGTERM"
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            send(received)
+            return Exit(wait_at_most(self.grace_s), received)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if received:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _Terminated(BaseException):
@@ -92,36 +120,20 @@ class ProcessLauncher(Launcher):
         parent = os.getpid()
         preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
         proc = subprocess.Popen(self.command(request_file), preexec_fn=preexec)
-        received = None
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        try:
+
+        def wait_at_most(seconds: float) -> int:
             try:
-                return Exit(proc.wait())
-            except KeyboardInterrupt:
-                received = "SIGINT"
-            except _Terminated:
-                received = "SIGTERM"
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            # A terminal's Ctrl-C has reached the child already; a signal sent to us alone has not.
-            # The child ignores signals once it handles the first, so passing it on is always safe,
-            # and passing on the same one keeps the record's "interrupted by SIGINT|SIGTERM" true.
-            proc.send_signal(getattr(signal, received))
-            try:
-                code = proc.wait(timeout=self.grace_s)
+                return proc.wait(timeout=seconds)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                code = proc.wait()
-            return Exit(code, received)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if received:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                return proc.wait()
+
+        return self.supervise(proc.wait, lambda name: proc.send_signal(getattr(signal, name)), wait_at_most)
 
 
-# name -> "module:Class". The container (issue: platforms), torchrun and slurm (issue: scale-out)
-# launchers plug in here.
-LAUNCHERS: dict[str, str] = {"process": "runner.launch.launchers:ProcessLauncher"}
+# name -> "module:Class", imported only when chosen. Torchrun and Slurm launchers plug in here too.
+LAUNCHERS: dict[str, str] = {"process": "runner.launch.launchers:ProcessLauncher",
+                             "container": "runner.launch.container:ContainerLauncher"}
 
 
 def get(name: str = "process", **settings) -> Launcher:
@@ -133,6 +145,33 @@ def get(name: str = "process", **settings) -> Launcher:
         return launcher_cls(**settings)
     except TypeError as e:
         raise UserError(f"launcher {name}: bad settings ({e})") from None
+
+
+def from_args(name: str, items: list[str]) -> Launcher:
+    """The launcher `name` with `--launcher-setting KEY=VALUE` items, each value read as its
+    field's type ('none' for the settings that may be unset)."""
+    import typing
+
+    launcher_cls = type(get(name))
+    hints = typing.get_type_hints(launcher_cls)
+    fields = {f.name for f in dataclasses.fields(launcher_cls)}
+    settings = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or key not in fields:
+            raise UserError(f"--launcher-setting {item!r}: expected KEY=VALUE with KEY one of"
+                            f" {', '.join(sorted(fields))} (launcher {name})")
+        kinds = typing.get_args(hints[key]) or (hints[key],)
+        if type(None) in kinds and text.lower() == "none":
+            settings[key] = None
+            continue
+        kind = next(k for k in kinds if k is not type(None))
+        try:
+            settings[key] = kind(text)
+        except ValueError:
+            raise UserError(f"--launcher-setting {item!r}: {key} must be a {kind.__name__}") from None
+    return get(name, **settings)
 
 
 def launch(request: RunRequest, launcher: Launcher) -> Exit:
