@@ -105,7 +105,10 @@ class RunRequest:
         return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     def write(self, path: Path) -> Path:
-        Path(path).write_text(self.to_json())
+        """Validate (the same check the child makes) and write; a bad request never leaves the parent."""
+        text = self.to_json()
+        RunRequest.from_dict(json.loads(text))
+        Path(path).write_text(text)
         return Path(path)
 
     @classmethod

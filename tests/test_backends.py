@@ -85,7 +85,7 @@ def test_every_spec_field_is_read(name, synthetic_dir):
     data = store.load_for(harness_view, synthetic_dir)  # what a worker does, with the harness' view
     b.setup(reference.initial_params(harness_view), data.train_x, data.train_y, data.test_x, data.test_y)
     log = harness.train(harness_view, b, harness.TrainLog())
-    harness.summarize(harness_view, log)
+    harness.timing_and_metrics(harness_view, log)
     assert set(BACKEND_FIELDS) <= backend_view.read, set(BACKEND_FIELDS) - backend_view.read
     assert backend_view.read | harness_view.read == set(FIELDS), set(FIELDS) - backend_view.read - harness_view.read
 

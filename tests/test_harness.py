@@ -1,6 +1,6 @@
 import pytest
 
-from runner.workload.harness import TrainLog, summarize
+from runner.workload.harness import TrainLog, timing_and_metrics
 from runner.workload.spec import make_spec
 
 
@@ -12,7 +12,7 @@ def _log(epochs, accs, losses=None):
 
 def test_summary_numbers():
     spec = make_spec(epochs=4)
-    timing, metrics = summarize(spec, _log([10.0, 4.0, 5.0, 3.0], [0.98, 0.985, 0.991, 0.995], [4, 3, 2, 1]))
+    timing, metrics = timing_and_metrics(spec, _log([10.0, 4.0, 5.0, 3.0], [0.98, 0.985, 0.991, 0.995], [4, 3, 2, 1]))
     assert timing["first_epoch_s"] == 10.0
     assert timing["steady_epoch_s"] == 4.0  # median of 4, 5, 3
     assert timing["compile_s"] == 6.0
@@ -25,26 +25,26 @@ def test_summary_numbers():
 
 
 def test_target_not_reached_and_no_target():
-    timing, metrics = summarize(make_spec(epochs=2), _log([2.0, 1.0], [0.95, 0.96]))
+    timing, metrics = timing_and_metrics(make_spec(epochs=2), _log([2.0, 1.0], [0.95, 0.96]))
     assert metrics["time_to_target_s"] is None and metrics["target_epoch"] is None
-    _, metrics = summarize(make_spec(epochs=2, target_accuracy=None), _log([2.0, 1.0], [0.995, 0.996]))
+    _, metrics = timing_and_metrics(make_spec(epochs=2, target_accuracy=None), _log([2.0, 1.0], [0.995, 0.996]))
     assert metrics["time_to_target_s"] is None
 
 
 def test_single_epoch_has_no_compile_estimate():
-    timing, metrics = summarize(make_spec(epochs=1), _log([2.0], [0.9]))
+    timing, metrics = timing_and_metrics(make_spec(epochs=1), _log([2.0], [0.9]))
     assert timing["steady_epoch_s"] is None and timing["compile_s"] is None
     assert metrics["images_per_s"] == pytest.approx(937 * 64 / 2.0)
 
 
 def test_diverged_epoch_is_not_completed():
     log = _log([2.0, 1.0], [0.9, None], [0.5, None])
-    timing, metrics = summarize(make_spec(epochs=5), log)
+    timing, metrics = timing_and_metrics(make_spec(epochs=5), log)
     assert metrics["epochs_completed"] == 1
     assert metrics["mean_train_loss"] == 0.5
     assert timing["steady_epoch_s"] is None  # the diverged epoch is not a steady one
 
 
 def test_empty_log():
-    timing, metrics = summarize(make_spec(), TrainLog())
+    timing, metrics = timing_and_metrics(make_spec(), TrainLog())
     assert metrics["epochs_completed"] == 0 and timing["first_epoch_s"] is None and timing["total_train_s"] == 0

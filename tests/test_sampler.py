@@ -6,7 +6,7 @@ import time
 import pytest
 
 import fake_pynvml
-from runner.measure.sampler import Sampler, summarize
+from runner.measure.sampler import Sampler, resource_summary
 
 
 def _busy(seconds: float):
@@ -23,7 +23,7 @@ def test_real_sampler_reads_the_host_and_says_why_there_is_no_gpu():
     ts = [x["t"] for x in samples]
     assert ts == sorted(ts) and ts[0] == 0 and ts[-1] >= 0.4
     assert all(x["rss_bytes"] > 10 * 2**20 for x in samples)
-    summary = summarize(samples, s.gpus)
+    summary = resource_summary(samples, s.gpus)
     assert summary["host"]["process_cpu_percent_max"] > 20  # a busy Python loop: about one core
     assert 0 <= summary["host"]["system_cpu_percent_mean"] <= 100
     assert summary["host"]["rss_bytes_max"] >= summary["host"]["rss_bytes_mean"] > 0
@@ -55,7 +55,7 @@ def test_gpus_on_fake_nvml_follow_cuda_visible_devices(monkeypatch):
     samples = s.stop()
     assert s.gpus == [{"index": 1, "uuid": "GPU-bbbb", "name": "NVIDIA A100"}]
     assert all([g["index"] for g in x["gpus"]] == [1] for x in samples)
-    (g,) = summarize(samples, s.gpus)["gpus"]
+    (g,) = resource_summary(samples, s.gpus)["gpus"]
     assert g["util_percent_mean"] == g["util_percent_max"] == 50
     assert g["power_w_mean"] == 120.5 and g["sm_clock_mhz_max"] == 1410
     assert g["memory_used_bytes_max"] == 1_000_000_000
@@ -72,21 +72,21 @@ def test_a_reading_nvml_does_not_support_is_null_with_its_reason_and_not_retried
     s = Sampler(interval_s=0.02).start()
     time.sleep(0.08)
     samples = s.stop()
-    (g,) = summarize(samples, s.gpus)["gpus"]
+    (g,) = resource_summary(samples, s.gpus)["gpus"]
     assert g["sm_clock_mhz_mean"] is None and g["sm_clock_mhz_max"] is None
     assert g["util_percent_mean"] == 87
     assert s.errors == {"gpus[0].sm_clock_mhz": "NVMLError_NotSupported: Not Supported"}
     assert len(calls) == 1
 
 
-def test_summarize_on_fixed_samples():
+def test_resource_summary_on_fixed_samples():
     samples = [
         {"t": 0.0, "system_cpu_percent": 10.0, "process_cpu_percent": 90.0, "rss_bytes": 100,
          "gpus": [{"index": 0, "util_percent": 0, "memory_used_bytes": 10, "power_w": 60.0, "sm_clock_mhz": None}]},
         {"t": 1.0, "system_cpu_percent": 30.0, "process_cpu_percent": None, "rss_bytes": 300,
          "gpus": [{"index": 0, "util_percent": 100, "memory_used_bytes": 30, "power_w": 300.0, "sm_clock_mhz": None}]},
     ]
-    got = summarize(samples, [{"index": 0, "uuid": "GPU-x", "name": "X"}])
+    got = resource_summary(samples, [{"index": 0, "uuid": "GPU-x", "name": "X"}])
     assert got["host"] == {"system_cpu_percent_mean": 20.0, "system_cpu_percent_max": 30.0,
                            "process_cpu_percent_mean": 90.0, "process_cpu_percent_max": 90.0,
                            "rss_bytes_mean": 200.0, "rss_bytes_max": 300}

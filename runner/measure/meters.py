@@ -14,7 +14,7 @@ import sys
 
 from runner.errors import reason
 from runner.measure import energy
-from runner.measure.sampler import Sampler, summarize
+from runner.measure.sampler import Sampler, resource_summary
 
 
 class Meters:
@@ -37,7 +37,7 @@ class Meters:
     def resources(self, backend) -> dict:
         """The record's `resources`: sampler summaries, peak host RSS, the framework's device peak."""
         s = self._sampler
-        summary = summarize(s.samples, s.gpus)
+        summary = resource_summary(s.samples, s.gpus)
         errors = dict(s.errors)
         try:
             device_peak, source = backend.peak_memory()

@@ -136,7 +136,7 @@ def _mean_max(values) -> tuple:
     return (statistics.fmean(values), max(values)) if values else (None, None)
 
 
-def summarize(samples: list[dict], gpus: list[dict] | None) -> dict:
+def resource_summary(samples: list[dict], gpus: list[dict] | None) -> dict:
     """{"host": {key_mean, key_max}, "gpus": [{"index", "uuid", "name", key_mean, key_max}] | None}."""
     host = {}
     for key in HOST_KEYS:

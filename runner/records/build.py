@@ -63,7 +63,7 @@ def finish(rec: dict, req: RunRequest, log: harness.TrainLog, wall_s: float | No
     """Fill the derived timing and metrics from `log` and write the record (and, if given, the
     resource samples beside it: RECORD.samples.jsonl, one JSON object per line)."""
     out_dir = Path(req.out_dir)
-    timing, rec["metrics"] = harness.summarize(req.spec, log)
+    timing, rec["metrics"] = harness.timing_and_metrics(req.spec, log)
     rec["timing"].update(timing, wall_s=wall_s)
     rec["environment"]["load_avg_end"] = probe.load_avg()
     if (out_dir / req.log_name).exists():

@@ -69,7 +69,7 @@ def train(spec: Spec, backend, log: TrainLog, on_epoch=None, clock=time.perf_cou
     return log
 
 
-def summarize(spec: Spec, log: TrainLog) -> tuple[dict, dict]:
+def timing_and_metrics(spec: Spec, log: TrainLog) -> tuple[dict, dict]:
     """Derived (timing, metrics) for the record, from the per-epoch lists alone."""
     done = log.epochs_completed
     epochs = log.epoch_train_s[:done]
