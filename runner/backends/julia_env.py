@@ -71,7 +71,8 @@ def _pythoncall_version(manifest: Path) -> str | None:
 
 def check(environ=os.environ) -> dict[str, str]:
     """Raise FrameworkUnavailable (fast, offline) unless juliacall, Julia and an instantiated
-    environment are all there; else the settings load() will apply."""
+    environment are all there; else the juliacall settings in force once load() applies them
+    (the user's own values win)."""
     if importlib.util.find_spec("juliacall") is None:
         raise FrameworkUnavailable("juliacall is not installed")
     exe, how = find_julia(environ)
@@ -92,6 +93,8 @@ def check(environ=os.environ) -> dict[str, str]:
             raise FrameworkUnavailable(f"{manifest} has PythonCall {have}, but juliacall is {want}:"
                                        f" they must match (set PythonCall's compat in {env}/Project.toml)")
         settings["PYTHON_JULIACALL_PROJECT"] = str(env)
+    else:  # the user's own environment, used as it is
+        settings["PYTHON_JULIACALL_PROJECT"] = environ["PYTHON_JULIACALL_PROJECT"]
     threads = environ.get("PYTHON_JULIACALL_THREADS") or environ.get("JULIA_NUM_THREADS")
     if threads:
         settings["PYTHON_JULIACALL_THREADS"] = threads
