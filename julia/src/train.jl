@@ -65,7 +65,7 @@ end
 "The mean softmax cross-entropy of a batch, and the logits (kept for the accuracy count)."
 function loss_and_logits(model, x, y)
     logits = model(x)
-    return Flux.logitcrossentropy(logits, y), logits
+    return Flux.Losses.logitcrossentropy(logits, y), logits
 end
 
 # Samples whose true class has the largest logit. Written as a comparison with the column maximum
@@ -79,27 +79,33 @@ count_correct(logits, y) = Int(sum((logits .== maximum(logits; dims = 1)) .& (y 
 One optimizer step per column of the current order: explicit gradients (Flux.withgradient) and
 Optimisers.update! with SpecAdam. loss_sum adds the per-step mean losses, as the harness expects.
 """
-function train_epoch!(s::State)
+train_epoch!(s::State) = train_loop!(s.model, s.opt, s.train_x, s.train_y, s.order)
+
+# A function barrier: State's fields are abstractly typed, this loop is compiled for the concrete
+# array types (Array or CuArray/MtlArray) once.
+function train_loop!(model, opt, train_x, train_y, order)
     loss_sum, correct = 0.0, 0
-    for j in axes(s.order, 2)
-        idx = s.order[:, j]
-        x = s.train_x[:, :, :, idx]
-        y = s.train_y[:, idx]
-        r = Flux.withgradient(m -> loss_and_logits(m, x, y), s.model)
+    for j in axes(order, 2)
+        idx = order[:, j]
+        x = train_x[:, :, :, idx]
+        y = train_y[:, idx]
+        r = Flux.withgradient(m -> loss_and_logits(m, x, y), model)
         loss, logits = r.val
-        Optimisers.update!(s.opt, s.model, r.grad[1])
+        Optimisers.update!(opt, model, r.grad[1])
         loss_sum += loss
         correct += count_correct(logits, y)
     end
-    return loss_sum, correct, size(s.order, 2)
+    return loss_sum, correct, size(order, 2)
 end
 
 "Test samples classified correctly, in chunks of eval_batch_size."
-function evaluate(s::State)
-    n, correct = size(s.test_x, 4), 0
-    for lo in 1:s.eval_batch_size:n
-        hi = min(lo + s.eval_batch_size - 1, n)
-        correct += count_correct(s.model(s.test_x[:, :, :, lo:hi]), s.test_y[:, lo:hi])
+evaluate(s::State) = eval_loop(s.model, s.test_x, s.test_y, s.eval_batch_size)
+
+function eval_loop(model, test_x, test_y, batch::Int)
+    n, correct = size(test_x, 4), 0
+    for lo in 1:batch:n
+        hi = min(lo + batch - 1, n)
+        correct += count_correct(model(test_x[:, :, :, lo:hi]), test_y[:, lo:hi])
     end
     return correct
 end
