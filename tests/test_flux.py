@@ -280,3 +280,124 @@ def test_every_julia_function_python_calls_is_defined():
     python = (ROOT / "runner" / "backends" / "flux_backend.py").read_text()
     for name in called:   # juliacall spells ! as _b
         assert f".{name.replace('!', '_b')}" in python or name == "functional", name
+
+
+# --- the Python side of the bridge, against a NumPy stand-in for DLBenchFlux --------------------
+
+class _Fn:
+    """A callable with juliacall's `_jl_call_nogil`, so gil=release and gil=hold both run."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, *args):
+        self.calls.append("gil")
+        return self.fn(*args)
+
+    def _jl_call_nogil(self, *args):
+        self.calls.append("nogil")
+        return self.fn(*args)
+
+
+class _NumpyDLBenchFlux:
+    """DLBenchFlux's API (julia/src/train.jl) in float64 NumPy, taking and giving arrays in the
+    bundle layout (axes reversed) exactly as the Julia module does, so FluxBackend's marshalling
+    runs here. Not Julia: tests/test_backends.py runs the real module wherever Julia exists."""
+
+    def __init__(self):
+        for name in ("setup", "set_order_b", "train_epoch_b", "evaluate", "synchronize_b", "probe_step",
+                     "parameters", "build_info", "device_peak_memory"):
+            setattr(self, name, _Fn(getattr(self, "_" + name)))
+
+    def _setup(self, folder, device):
+        manifest, jl = julia_bundle.read_as_julia(Path(folder))
+        canon = {k: julia_bundle.from_julia(v) for k, v in jl.items()}
+        spec = make_spec("smoke", **{k: v for k, v in manifest["spec"].items()})
+        names = manifest["params"]
+        st = {"spec": spec, "names": names, "p": {n: canon[n].astype(np.float64) for n in names},
+              "x": canon["train_x"], "y": canon["train_y"], "tx": canon["test_x"], "ty": canon["test_y"],
+              "order": None}
+        st["adam"] = float64.Adam(spec, st["p"])
+        return st
+
+    def _set_order_b(self, st, order):
+        st["order"] = np.asarray(order).T + 1            # permutedims(order) .+ 1
+
+    def _train_epoch_b(self, st):
+        loss_sum, correct = 0.0, 0
+        for col in st["order"].T:
+            idx = col - 1
+            loss, logits, grads = float64.forward_backward(st["spec"].model, st["p"], st["x"][idx], st["y"][idx])
+            st["p"] = st["adam"].step(st["p"], grads)
+            loss_sum += loss
+            correct += int((logits.argmax(1) == st["y"][idx]).sum())
+        return loss_sum, correct, st["order"].shape[1]
+
+    def _evaluate(self, st):
+        _, logits, _ = float64.forward_backward(st["spec"].model, st["p"], st["tx"], st["ty"])
+        return int((logits.argmax(1) == st["ty"]).sum())
+
+    def _synchronize_b(self, st):
+        return None
+
+    def _probe_step(self, st, idx):
+        idx = np.asarray(idx)
+        loss, logits, grads = float64.forward_backward(st["spec"].model, st["p"], st["x"][idx], st["y"][idx])
+        return (loss, logits.T, *[grads[n].T for n in st["names"]])   # .T reverses every axis
+
+    def _parameters(self, st):
+        return tuple(st["p"][n].T for n in st["names"])
+
+    def _build_info(self, device):
+        return json.dumps({"julia": "1.11.0", "flux": "0.16.11", "optimisers": "0.4.8", "zygote": "0.7.10",
+                           "nnlib": "0.9.30", "julia_threads": 1, "blas_threads": 2, "blas": "LBTConfig",
+                           "device": device, "device_name": None, "functional": True})
+
+    def _device_peak_memory(self, st):
+        return None, "not counted"
+
+
+def _standin_backend(spec, options=None):
+    from runner.backends.base import parse_options
+
+    b = object.__new__(flux_backend.FluxBackend)   # FluxBackend.__init__ would start Julia
+    b.options = parse_options("flux", flux_backend.FluxBackend.OPTIONS, options or {})
+    b.spec, b.jl, b.mod, b.jdevice, b.state = spec, None, _NumpyDLBenchFlux(), "cpu", None
+    return b
+
+
+@pytest.fixture(scope="module")
+def tiny(synthetic_dir):
+    from runner.data import store
+
+    spec = make_spec("smoke", dataset="synthetic", limit_train=128, limit_test=32, batch_size=32)
+    return spec, store.load_for(spec, synthetic_dir)
+
+
+@pytest.mark.parametrize("gil", ["release", pytest.param("hold", marks=pytest.mark.slow)])
+def test_bridge_marshalling_through_the_harness_and_the_gate(gil, tiny):
+    from runner.backends.base import CPU_PEAK_MEMORY
+    from runner.parity import gate
+    from runner.workload import harness
+
+    spec, data = tiny
+    b = _standin_backend(spec, {"gil": gil})
+    b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
+    ref = reference.initial_params(spec)
+    got = b.parameters()
+    assert list(got) == list(ref) and all(np.array_equal(got[k], ref[k]) for k in ref)
+    loss, logits, grads = b.probe_step(reference.epoch_order(spec, 0)[0])
+    assert isinstance(loss, float) and logits.shape == (32, 10) and logits.flags.c_contiguous
+    assert {k: g.shape for k, g in grads.items()} == {k: a.shape for k, a in ref.items()}
+    log = harness.train(spec, b, harness.TrainLog())
+    assert log.epochs_completed == 1 and 0 < log.train_loss[0] < 2.31 and 0 <= log.test_accuracy[0] <= 1
+    assert b.mod.train_epoch_b.calls == (["nogil"] if gil == "release" else ["gil"])
+    assert b.mod.set_order_b.calls == ["gil"]   # reads a NumPy array: never without the GIL
+    info = b.info()
+    assert info["device"] == {"kind": "cpu", "name": None}
+    assert info["framework"]["name"] == "flux" and info["framework"]["version"] == "0.16.11"
+    assert info["framework"]["threads"] == 1 and info["framework"]["options"] == {"gil": gil}
+    assert b.peak_memory() == CPU_PEAK_MEMORY
+    result = gate.check(lambda: _standin_backend(spec, {"gil": gil}), spec, data, 4)
+    assert result["status"] == "pass", result   # float64 in, float64 out: the plumbing loses nothing
+    assert result["grad_rel_diff"] < 1e-12 and result["weights_rel_diff"] < 1e-12
