@@ -1,7 +1,7 @@
-# What runner/backends/flux_backend.py calls: setup, set_order!, train_epoch!, evaluate, probe_step,
-# parameters, synchronize!, info. Everything Python needs back is a Julia Tuple, Int, Float64,
-# String or Array (juliacall converts these); nothing here touches a Python object, so Python may
-# call train_epoch! and evaluate with the GIL released.
+# What runner/backends/flux_backend.py calls: setup, set_order!, train_epoch!, evaluate,
+# probe_step, parameters, synchronize!, device_peak_memory, build_info. Everything Python needs back
+# is a Julia Tuple, Int, Float64, String or Array (juliacall converts these); only set_order! and probe_step
+# read Python objects (NumPy indices), so Python may call the others with the GIL released.
 
 mutable struct State
     device::Symbol
