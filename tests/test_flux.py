@@ -229,7 +229,7 @@ def test_committed_julia_fixture_is_current(tmp_path):
     committed = flux_fixture.DEFAULT
     manifest, old = julia_bundle.read_as_julia(committed)
     fresh_manifest, new = julia_bundle.read_as_julia(flux_fixture.write(tmp_path / "fixture"))
-    assert manifest == fresh_manifest
+    assert manifest == fresh_manifest, "stale: python -m runner.backends.flux_fixture rewrites julia/test/fixture"
     for name, a in new.items():   # the float64 reference may differ in the last bits across BLAS builds
         assert np.allclose(old[name], a, rtol=1e-12, atol=1e-15), name
     probe = old["layout_probe"]   # NumPy A[a, b, c] = 100a + 10b + c, as runtests.jl reads it
