@@ -55,6 +55,22 @@ def has_torch() -> bool:
 needs_torch = pytest.mark.skipif(not has_torch(), reason="PyTorch is not installed: pip install 'dlbench[torch]'")
 needs_tf = pytest.mark.skipif(not has("tensorflow"), reason="TensorFlow is not installed: pip install 'dlbench[tensorflow]'")
 needs_jax = pytest.mark.skipif(not has("jax"), reason="JAX is not installed: pip install 'dlbench[jax]'")
+
+
+def julia_missing() -> str | None:
+    """Why the flux backend cannot run here (runner.backends.julia_env.check, no import), or None."""
+    from runner.backends import julia_env
+    from runner.backends.base import FrameworkUnavailable
+
+    try:
+        julia_env.check()
+    except FrameworkUnavailable as e:
+        return str(e)
+    return None
+
+
+_JULIA_MISSING = julia_missing()
+needs_julia = [pytest.mark.julia, pytest.mark.skipif(_JULIA_MISSING is not None, reason=f"flux: {_JULIA_MISSING}")]
 # (framework, its skip mark) for tests that run every backend
 FRAMEWORKS = [pytest.param("torch", marks=needs_torch), pytest.param("tensorflow", marks=needs_tf),
-              pytest.param("jax", marks=needs_jax)]
+              pytest.param("jax", marks=needs_jax), pytest.param("flux", marks=needs_julia)]

@@ -14,13 +14,21 @@ import importlib.util
 
 from runner.errors import UserError
 
-# name -> (module:Class, the Python module whose presence means "installed", install hint)
+# name -> (module:Class, the Python module whose presence means "installed" -- or "module:function"
+# answering that without importing the framework --, install hint)
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "torch": ("runner.backends.torch_backend:TorchBackend", "torch",
               "pip install 'dlbench[torch]' -c constraints.txt"),
     "tensorflow": ("runner.backends.tf_backend:TensorflowBackend", "tensorflow",
                    "pip install 'dlbench[tensorflow]' -c constraints.txt"),
     "jax": ("runner.backends.jax_backend:JaxBackend", "jax", "pip install 'dlbench[jax]' -c constraints.txt"),
+    # juliacall alone is not enough: it downloads Julia when none is found. Installed = juliacall
+    # importable and a julia executable found (runner.backends.julia_env, no import, no network).
+    "flux": ("runner.backends.flux_backend:FluxBackend", "runner.backends.julia_env:available",
+             "pip install 'dlbench[julia]' -c constraints.txt; install Julia >= 1.11 with juliaup (or set"
+             " PYTHON_JULIACALL_EXE to a julia executable); julia --project=julia/env -e 'using Pkg;"
+             " Pkg.instantiate()' (NVIDIA: Pkg.add([\"CUDA\", \"cuDNN\"]) first; Apple: Pkg.add(\"Metal\")). Or set"
+             " PYTHON_JULIACALL_EXE and PYTHON_JULIACALL_PROJECT to an environment with PythonCall and DLBenchFlux"),
 }
 
 
@@ -41,8 +49,12 @@ def parse_frameworks(text: str) -> list[str]:
 
 
 def installed(name: str) -> bool:
-    """Cheap check (no import): is the framework's package on the path at all?"""
-    return importlib.util.find_spec(REGISTRY[name][1]) is not None
+    """Cheap check (no framework import): is the framework's package on the path at all?"""
+    probe = REGISTRY[name][1]
+    if ":" in probe:
+        module, function = probe.split(":")
+        return bool(getattr(importlib.import_module(module), function)())
+    return importlib.util.find_spec(probe) is not None
 
 
 def install_hint(name: str) -> str:

@@ -1,6 +1,6 @@
 """How a framework was built and what it sees: versions, CUDA/cuDNN, devices, threads.
 
-    python -m runner.machine.buildinfo torch|tensorflow|jax     # one JSON object on stdout
+    python -m runner.machine.buildinfo torch|tensorflow|jax|flux     # one JSON object on stdout
     python -m runner probe                              # every installed framework, in parallel
 
 The framework is imported inside collect() only, and the probe runs each one in a process of its own
@@ -96,7 +96,23 @@ def _jax(field):
     field("metal_plugin", lambda: _package("jax-metal"))
 
 
-COLLECTORS = {"torch": _torch, "tensorflow": _tensorflow, "jax": _jax}
+def _flux(field):
+    # Starts Julia through juliacall only where julia_env finds Julia and an instantiated
+    # environment; otherwise FrameworkUnavailable (no download), reported as {'error': ...}.
+    from runner.backends import julia_env
+
+    field("settings", julia_env.settings)  # before Julia starts: they decide how it starts
+    jl = julia_env.load()
+    info = json.loads(str(jl.DLBenchFlux.build_info("cpu")))
+    field("version", lambda: info.get("flux"))
+    for key in ("julia", "optimisers", "zygote", "nnlib", "julia_threads", "blas_threads", "blas"):
+        field(key, lambda key=key: info.get(key))
+    field("juliacall", lambda: _package("juliacall"))
+    for device in ("cuda", "metal"):
+        field(f"{device}_available", lambda d=device: julia_env.use_gpu_package(jl, d))
+
+
+COLLECTORS = {"torch": _torch, "tensorflow": _tensorflow, "jax": _jax, "flux": _flux}
 
 
 def collect(name: str) -> dict:
