@@ -6,6 +6,7 @@
     python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
     python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
+    python -m runner report results/ [-o report.html] [--price cuda=2.49] [--plots DIR] [--track mlflow[:URI]]
     python -m runner probe [--json] [--no-frameworks]
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in worker processes.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from runner.errors import UserError
 
-SUBCOMMANDS = ("run", "verify", "data", "compare", "probe")
+SUBCOMMANDS = ("run", "verify", "data", "compare", "report", "probe")
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--noisy-cv", type=float, metavar="CV",
                          help="mark rows whose steady s/epoch varies more than this over runs (default 0.05)")
 
+    from runner.report.command import add_parser as add_report  # argparse only: --help stays instant
+
+    add_report(sub)
     probe = sub.add_parser("probe", help="describe this machine",
                            description="What dlbench sees of this machine: CPU, memory, GPUs, OS, container,"
                                        " notebook, scheduler, cloud, and how each installed framework was"
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "verify": cmd_verify, "data": cmd_data, "compare": cmd_compare, "probe": cmd_probe}[args.command](args)
+        return {"run": cmd_run, "verify": cmd_verify, "data": cmd_data, "compare": cmd_compare, "report": cmd_report, "probe": cmd_probe}[args.command](args)
     except UserError as e:
         print(f"dlbench: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -304,6 +308,12 @@ def cmd_compare(args) -> int:
         print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
     print(compare.render(compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
     return 0
+
+
+def cmd_report(args) -> int:
+    from runner.report import command
+
+    return command.run(args)
 
 
 def cmd_probe(args) -> int:
