@@ -11,6 +11,7 @@ matplotlib is imported here only, and this module only when a report is made.
 from __future__ import annotations
 
 import io
+import textwrap
 
 from matplotlib.figure import Figure
 
@@ -44,7 +45,7 @@ def time_to_accuracy(items: list[dict], target) -> Figure | None:
     drawn = [(it["index"], it) for it in items if it["curve"][0]]
     if not drawn:
         return None
-    fig = Figure(figsize=(8, 4.2), layout="constrained")
+    fig = Figure(figsize=(8, 4.2 + 0.16 * len(drawn)), layout="constrained")
     ax = fig.add_subplot()
     lows = []
     for i, it in drawn:
@@ -65,12 +66,17 @@ def time_to_accuracy(items: list[dict], target) -> Figure | None:
     ax.set_xlabel("training time, s (evaluation excluded; median over runs)")
     ax.set_ylabel("test accuracy, %")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2 if len(drawn) > 3 else 1)
     return fig
 
 
+def _wrap(text: str, width: int = 42) -> str:
+    """Long row labels on several lines, so the bars keep most of the figure's width."""
+    return "\n".join(textwrap.fill(part, width) for part in text.split("\n"))
+
+
 def _labels(items) -> list[str]:
-    return [it["label"] + _flag(it["row"]) for it in items]
+    return [_wrap(it["label"] + _flag(it["row"])) for it in items]
 
 
 def epoch_times(items: list[dict]) -> Figure | None:
@@ -99,8 +105,10 @@ def epoch_times(items: list[dict]) -> Figure | None:
             first_ax.barh(y - 0.18, comp, height=0.36, color=color(i), hatch=hatch, edgecolor="black", linewidth=0.6)
             first_ax.text(comp, y - 0.18, f" {comp:.2f}", va="center", fontsize=7)
     steady_ax.set_yticks(ys, _labels(items), fontsize=7)
-    steady_ax.set_xlabel("steady s/epoch: median over runs, whiskers = 95 % CI")
-    first_ax.set_xlabel("first epoch s (light), compile s (outlined)")
+    steady_ax.set_title("steady s/epoch (median; whiskers: 95 % CI)", fontsize=9)
+    first_ax.set_title("first epoch s (light), compile s (outlined)", fontsize=9)
+    steady_ax.set_xlabel("s")
+    first_ax.set_xlabel("s")
     for ax in (steady_ax, first_ax):
         ax.grid(axis="x", alpha=0.3)
         ax.margins(x=0.25)
@@ -123,10 +131,10 @@ def platforms(items: list[dict]) -> Figure | None:
         acc = row["final_test_accuracy"]
         ax.text(row["total_train_s"], y, f" {row['total_train_s']:.0f} s"
                 + ("" if acc is None else f", final acc {100 * acc:.2f} %"), va="center", fontsize=7)
-    ax.set_yticks(ys, [f"{it['row']['platform']} · {it['row']['hardware']}\n{it['label']}" for it in items],
-                  fontsize=7)
-    epochs = {it["epochs"] for it in items}
-    ax.set_xlabel(f"training time for {'/'.join(map(str, sorted(epochs)))} epochs, s (median over runs)")
+    ax.set_yticks(ys, [_wrap(it["label"] if it["row"]["hardware"] in it["label"]  # it names the hardware already
+                             else f"{it['label']}\n{it['row']['hardware']}", 50) for it in items], fontsize=7)
+    epochs = sorted({it["epochs"] for it in items})
+    ax.set_xlabel(f"training time for {'/'.join(map(str, epochs))} epoch{'s' * (epochs != [1])}, s (median over runs)")
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.3)
     return fig
