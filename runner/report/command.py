@@ -12,6 +12,7 @@ parser is built at every `python -m runner --help`.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -41,10 +42,25 @@ def add_parser(subparsers) -> None:
     p.add_argument("--noisy-cv", type=float, metavar="CV", help="as in compare (default 0.05)")
     p.add_argument("--plots", metavar="DIR", help="write each figure to DIR as SPEC-NAME.FORMAT")
     p.add_argument("--format", choices=("svg", "png"), default="svg", help="--plots' format (default svg)")
+    add_track_arguments(p)
+
+
+def add_track_arguments(p) -> None:
+    """--track and --wandb-online, for `report` and `run` (after the run, its records are logged)."""
     p.add_argument("--track", action="append", default=[], metavar="mlflow[:URI]|wandb[:PROJECT]",
                    help="log every record as a run (repeatable): MLflow at URI (default: $MLFLOW_TRACKING_URI)"
-                        " or W&B's PROJECT, offline")
+                        " or W&B's PROJECT, offline; needs the mlflow / wandb extra")
     p.add_argument("--wandb-online", action="store_true", help="W&B: upload (default: offline, nothing sent)")
+
+
+def track(records: list[dict], args) -> None:
+    """Log `records` to every --track target; one line per record."""
+    if args.track:
+        from runner.report import export
+
+        for target in args.track:
+            for line in export.track(records, target, online=args.wandb_online):
+                print(line)
 
 
 def _load(args):
@@ -77,16 +93,25 @@ def _output(args) -> Path | None:
     return out
 
 
-def _write_plots(records, rows, priced, folder: Path, fmt: str) -> list[Path]:
+def _write(path: Path, data: bytes) -> Path:
+    """Atomically, readable as any file the user makes (mkstemp's 0600 would hide a page from a web server)."""
     from runner import atomic
+
+    atomic.write_bytes(path, data, replace=True)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    return path
+
+
+def _write_plots(records, rows, priced, folder: Path, fmt: str) -> list[Path]:
     from runner.report import page, plots, sections
 
     view = sections.build(records, rows, priced)
     written = []
     for spec_hash, figs in page.figures(view).items():
         for name, fig in figs.items():
-            written.append(atomic.write_bytes(folder / f"{spec_hash[:12]}-{name}.{fmt}", plots.render(fig, fmt),
-                                              replace=True))
+            written.append(_write(folder / f"{spec_hash[:12]}-{name}.{fmt}", plots.render(fig, fmt)))
     return written
 
 
@@ -99,8 +124,6 @@ def run(args) -> int:
     except ImportError as e:
         if out is not None or args.plots:
             raise UserError(f"report: {e.name} is not installed; {HINT}") from None
-    from runner import atomic
-
     if args.plots:
         for path in _write_plots(records, rows, priced, Path(args.plots), args.format):
             print(path)
@@ -109,12 +132,7 @@ def run(args) -> int:
 
         command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
         text = page.html(records, rows, priced, skipped, command=command, title=args.title)
-        atomic.write_bytes(out, text.encode("utf-8"), replace=True)
+        _write(out, text.encode("utf-8"))
         print(f"{out}: {len(records)} record(s), {len(text.encode()) / 1024:.0f} KiB")
-    if args.track:
-        from runner.report import export
-
-        for target in args.track:
-            for line in export.track(records, target, online=args.wandb_online):
-                print(line)
+    track(records, args)
     return 0
