@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 import sys
@@ -130,7 +131,9 @@ def test_cli_writes_the_page_and_the_figures(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", str(folder), "-o", str(out), "--price", "cuda=2.5"]) == 0
     assert "5 record(s)" in capsys.readouterr().out and "Resources and energy" in out.read_text()
-    assert out.stat().st_mode & 0o444 == 0o444  # not mkstemp's 0600: a web server may serve it
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600: a web server may serve it
     assert main(["report", str(folder), "--plots", str(tmp_path / "figs"), "--format", "png"]) == 0
     figs = sorted(p.name.split("-", 1)[1] for p in (tmp_path / "figs").iterdir())
     assert figs == ["epoch-times.png", "platforms.png", "time-to-accuracy.png"]
