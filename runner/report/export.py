@@ -46,7 +46,8 @@ def params(rec: dict) -> dict[str, str]:
             "options": compare.options_label(rec), "device": compare.group_key(rec)[6],
             "platform": rec["platform"]["name"], "hardware": compare.hardware_label(rec),
             "commit": (rec.get("software") or {}).get("runner_git_sha"), "command": rec.get("command")}
-    return {k: "" if v is None else str(v) for k, v in out.items()}
+    # MLflow keeps at most 6,000 characters of a param; the whole record is the artifact.
+    return {k: "" if v is None else str(v)[:6000] for k, v in out.items()}
 
 
 def _finite(v) -> bool:
