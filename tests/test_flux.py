@@ -16,7 +16,8 @@ import pytest
 
 from conftest import ROOT, has, run_cli
 from runner import backends
-from runner.backends import flux_backend, flux_fixture, julia_bundle, julia_env
+from runner.backends import flux_backend, julia_bundle, julia_env
+from runner.parity import flux_fixture
 from runner.backends.base import FrameworkUnavailable
 from runner.parity import float64
 from runner.workload import models, reference
@@ -42,7 +43,7 @@ def test_flux_is_registered_and_loads_without_julia():
     assert "flux" in backends.names() and backends.parse_frameworks("torch,flux") == ["torch", "flux"]
     assert "juliaup" in backends.install_hint("flux") and "Pkg.instantiate()" in backends.install_hint("flux")
     code = ("import sys, runner.backends as b; b.load('flux'); b.installed('flux');"
-            " import runner.backends.flux_fixture, runner.backends.julia_bundle, runner.machine.buildinfo;"
+            " import runner.parity.flux_fixture, runner.backends.julia_bundle, runner.machine.buildinfo;"
             " print('juliacall' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"  # juliacall imported = a download attempt without Julia
@@ -231,7 +232,7 @@ def test_committed_julia_fixture_is_current(tmp_path):
     committed = flux_fixture.DEFAULT
     manifest, old = julia_bundle.read_as_julia(committed)
     fresh_manifest, new = julia_bundle.read_as_julia(flux_fixture.write(tmp_path / "fixture"))
-    assert manifest == fresh_manifest, "stale: python -m runner.backends.flux_fixture rewrites julia/test/fixture"
+    assert manifest == fresh_manifest, "stale: python -m runner.parity.flux_fixture rewrites julia/test/fixture"
     for name, a in new.items():   # the float64 reference may differ in the last bits across BLAS builds
         assert np.allclose(old[name], a, rtol=1e-12, atol=1e-15), name
     probe = old["layout_probe"]   # NumPy A[a, b, c] = 100a + 10b + c, as runtests.jl reads it

@@ -38,6 +38,13 @@ def _wait_for(proc, text, timeout=180):
     raise AssertionError(f"ended before {text!r}:\n" + "".join(seen))
 
 
+def _end_group(proc) -> None:
+    try:
+        _end_group(proc)
+    except ProcessLookupError:  # everything in it has ended already
+        pass
+
+
 def _children(proc) -> list[psutil.Process]:
     return psutil.Process(proc.pid).children(recursive=True)
 
@@ -80,7 +87,7 @@ def test_a_sigkilled_runner_takes_its_worker_with_it(tmp_path, synthetic_dir):
         proc.wait(timeout=10)
         assert _gone([child.pid]), "the worker outlived its parent"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _end_group(proc)
     (path,) = (tmp_path / "out").glob("*.json")
     rec = records.read(path)
     assert rec["status"] == "interrupted" and rec["error"].startswith("interrupted by SIGTERM after ")
@@ -126,7 +133,7 @@ def test_verify_leaves_no_child_and_no_temp_folder_after_sigterm(tmp_path, synth
         assert proc.wait(timeout=120) == 130
         assert _gone(pids), "verify left its child running"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _end_group(proc)
     assert not list(tmp.glob("dlbench-*")), list(tmp.iterdir())
 
 

@@ -1,5 +1,5 @@
 # DLBenchFlux's own tests: bundle layouts, the model, SpecAdam, and one training step against the
-# float64 NumPy reference that `python -m runner.backends.flux_fixture` wrote to fixture/.
+# float64 NumPy reference that `python -m runner.parity.flux_fixture` wrote to fixture/.
 #
 #     julia --project=julia -e 'using Pkg; Pkg.instantiate(); Pkg.test()'
 #

@@ -7,6 +7,7 @@
     python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
     python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
+    python -m runner report results/ [-o report.html] [--price cuda=2.49] [--plots DIR] [--track mlflow[:URI]]
     python -m runner probe [--json] [--no-frameworks]
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
@@ -22,7 +23,8 @@ import sys
 from runner.errors import UserError
 
 # name -> module under runner.cli; the order is the order of --help
-SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "probe": "probe"}
+SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "report": "report",
+               "probe": "probe"}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, workload
+from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, report, workload
 from runner.errors import UserError
 
 # benchmarks/sampler_overhead.py: no measurable cost at 0.1 s, 60 % slower training at 0.0001 s.
@@ -43,6 +43,7 @@ def add_parser(sub) -> None:
                         " the result (default 50; 0 skips it)")
     p.add_argument("--out", default="results", help="folder for the records (default: results)")
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
+    report.add_track_arguments(p)
 
 
 def main(args) -> int:
@@ -50,6 +51,11 @@ def main(args) -> int:
 
     work = workload.resolve(args)
     repeats = _repeats(args)
+    if args.track:
+        from runner.report import export
+
+        for target in args.track:  # a bad target fails before anything trains
+            export.parse_target(target)
     if not args.sample_interval > 0:
         raise UserError(f"--sample-interval must be > 0, got {args.sample_interval}")
     if args.sample_interval < MIN_SAMPLE_INTERVAL:
@@ -77,11 +83,12 @@ def main(args) -> int:
     for o in unsaved:
         print(f"dlbench: error: the {o.framework} record could not be written to {out}; it is at {o.path}",
               file=sys.stderr)
-    if not args.no_table:
-        from runner.report import compare
+    from runner.report import compare
 
-        records, _ = compare.load([o.path for o in outcomes])
+    records, _ = compare.load([o.path for o in outcomes])
+    if not args.no_table:
         print(compare.render(compare.rows(records)))
+    report.track(records, args)
     if interrupted:
         return EXIT_INTERRUPTED
     failed = any(o.status in ("failed", "diverged", "unavailable") for o in outcomes)

@@ -73,6 +73,7 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
     if isinstance(repeats, int):
         repeats = Repeats(minimum=repeats)
     launcher = launcher or launchers.get("process")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     folder = store.ensure(spec.dataset, data_dir)
     hardware, environment = probe.hardware(), probe.environment()
     outcomes: list[Outcome] = []

@@ -1,6 +1,6 @@
 """Writes the fixture of the Julia test suite (julia/test/runtests.jl): one step of the float64 reference.
 
-    python -m runner.backends.flux_fixture [FOLDER]     # default julia/test/fixture
+    python -m runner.parity.flux_fixture [FOLDER]     # default julia/test/fixture
     julia --project=julia -e 'using Pkg; Pkg.test()'    # reads it
 
 A flux_backend setup bundle (reference weights, 16 synthetic samples, layers, spec fields) plus the

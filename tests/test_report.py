@@ -1,0 +1,169 @@
+"""`runner report`: the page's content from fixture and committed records, escaping, prices, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the report extra is not installed: pip install 'dlbench[report]'")
+pytest.importorskip("jinja2", reason="the report extra is not installed: pip install 'dlbench[report]'")
+
+from markupsafe import escape  # noqa: E402 (Jinja2's own escaping)
+
+from conftest import ROOT  # noqa: E402
+from report_records import EVIL, H100, fleet, gpu_run, run  # noqa: E402
+from runner import records as recordlib  # noqa: E402
+from runner.cli import main  # noqa: E402
+from runner.errors import UserError  # noqa: E402
+from runner.report import compare, page, prices, sections  # noqa: E402
+
+
+def make_page(recs, flags=("cuda=2.5",), **kw) -> str:
+    return page.html(recs, compare.rows(recs), prices.resolve(list(flags)), command="python -m runner report x", **kw)
+
+
+def svgs(text: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', text)]
+
+
+def test_page_has_every_section_with_the_records_numbers():
+    recs = fleet()
+    text = make_page(recs)
+    for heading in ("Comparison table", "Resources and energy", "Cost", "Machines", "Records"):
+        assert f"<h3>{heading}</h3>" in text or f"<h2>{heading}</h2>" in text
+    rows = compare.rows(recs)
+    for line in page._table(rows, rows):  # every cell of compare's table, escaped once
+        for value in line["cells"].values():
+            assert f">{escape(value)}<" in text
+    assert "2.20 [2.00-2.40]" in text  # the CPU row's steady s/epoch and CI
+    assert "FAIL: not comparable" in text and 'class="parity-fail"' in text
+    # three figures, each a non-trivial SVG
+    figs = svgs(text)
+    assert len(figs) == 3 and all(f.lstrip().startswith(b"<?xml") and len(f) > 5000 for f in figs)
+    # resources and energy of the GPU row: 1234.5 J, 3 epochs x 2048 images / J, util, power, memory
+    assert "1,234" in text and f"{3 * 2048 / 1234.5:,.1f}" in text
+    assert ">87<" in text and ">312<" in text and "3.00 GiB" in text and "1.00 GiB" in text
+    assert "nvml-energy-counter: GPU 0 board" in text
+    # cost: cuda at 2.5 USD/h over 11.1 s of training; colab a free tier; cpu unpriced
+    assert f"{2.5 * 11.1 / 3600:.4f}" in text and "free tier" in text and "no price given" in text
+    # machines and reproduction
+    assert H100["name"] in text and "driver 550.54.15" in text and "CUDA 12.4" in text
+    assert "python -m runner run --framework torch --platform cpu" in text and "0123abctor" in text
+
+
+def test_everything_from_a_record_is_escaped():
+    text = make_page(fleet())
+    assert "<script" not in text.lower() and "<img src=x" not in text  # no markup from any record
+    assert escape(EVIL) in text and "1&lt;b&gt;" in text
+    assert escape("</code><script>alert(1)</script>") in text
+    for svg in svgs(text):  # figure text is drawn as paths; matplotlib escapes it in its comments
+        assert b"<script" not in svg and b"&lt;script&gt;window.__xss" in svg
+
+
+def test_the_page_fetches_nothing():
+    text = make_page(fleet())
+    assert "default-src 'none'" in text
+    assert not re.search(r'(src|href)="(?!data:|#)', text)  # only data: images and in-page links
+    assert "http://" not in text and "https://" not in text
+
+
+def test_curve_is_the_median_over_runs_of_cumulative_training_time():
+    recs = [run(epochs=(3.0, 2.0), accs=(0.9, 0.99)), run(epochs=(5.0, 2.0), accs=(0.92, 0.995)),
+            run(epochs=(4.0, 3.0), accs=(0.91, 0.97))]
+    assert sections.curve(recs) == ([4.0, 7.0], [0.91, 0.99])
+    assert sections.curve([run(status="failed")]) == ([], [])
+
+
+def test_cost_uses_the_platforms_price_and_free_tiers():
+    (row,) = compare.rows([gpu_run()])
+    c = sections.cost(row, [gpu_run()], {"cuda": 3.6})
+    assert c["train_usd"] == pytest.approx(3.6 * 11.1 / 3600) and c["target_usd"] == pytest.approx(3.6 * 11.1 / 3600)
+    assert c["wall_usd"] == pytest.approx(3.6 * 21.1 / 3600)
+    assert sections.cost(row, [], {})["train_usd"] is None
+    assert prices.resolve([])["colab"] == prices.FREE and prices.resolve(["colab=9.99"])["colab"] == 9.99
+
+
+@pytest.mark.parametrize("flag", ["cuda", "=2", "cuda=-1", "cuda=abc", "cuda=nan"])
+def test_bad_prices_are_one_clear_error(flag):
+    with pytest.raises(UserError, match="--price"):
+        prices.resolve([flag])
+
+
+def test_prices_file(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text('{"cuda": 2.49, "colab": "free", "m1": 0}')
+    assert prices.resolve(["cuda=3"], f) == {"cuda": 3.0, "colab": "free", "kaggle": "free", "m1": 0.0}
+    f.write_text('["cuda"]')
+    with pytest.raises(UserError, match="JSON object"):
+        prices.resolve([], f)
+
+
+def test_report_from_the_committed_results():
+    recs, skipped = compare.load([ROOT / "results"])
+    assert recs and not skipped
+    text = make_page(recs)
+    for r in recs:  # every record's command and commit, so a reader can reproduce it
+        assert escape(r["command"]) in text and r["software"]["runner_git_sha"] in text
+    rows = compare.rows(recs)
+    for line in page._table(rows, rows):  # compare's numbers (s/epoch with CI, time to 99 %, ...)
+        assert all(f">{escape(v)}<" in text for v in line["cells"].values())
+    specs = {r["spec_hash"] for r in recs}
+    assert len(svgs(text)) == 3 * len(specs)
+    for row in rows:  # the runs that recorded their peak RSS show it
+        assert row["peak_rss_bytes"] is None or page._size(row["peak_rss_bytes"]) in text
+
+
+def write_records(folder: Path, recs) -> Path:
+    folder.mkdir()
+    for r in recs:
+        recordlib.write(r, folder)
+    return folder
+
+
+def test_cli_writes_the_page_and_the_figures(tmp_path, capsys):
+    folder = write_records(tmp_path / "recs", fleet())
+    out = tmp_path / "r.html"
+    assert main(["report", str(folder), "-o", str(out), "--price", "cuda=2.5"]) == 0
+    assert "5 record(s)" in capsys.readouterr().out and "Resources and energy" in out.read_text()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600: a web server may serve it
+    assert main(["report", str(folder), "--plots", str(tmp_path / "figs"), "--format", "png"]) == 0
+    figs = sorted(p.name.split("-", 1)[1] for p in (tmp_path / "figs").iterdir())
+    assert figs == ["epoch-times.png", "platforms.png", "time-to-accuracy.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in (tmp_path / "figs").iterdir())
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "x.json"], "must end in .html"),
+    (["--price", "cuda"], "PLATFORM=USD_PER_HOUR"),
+    (["--track", "neptune"], "mlflow[:TRACKING_URI] or wandb[:PROJECT]"),
+    (["--noisy-cv", "-1"], "--noisy-cv"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    folder = write_records(tmp_path / "recs", [run()])
+    assert main(["report", str(folder), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_missing_path(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope"), "-o", str(tmp_path / "r.html")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_help_imports_no_plotting_or_template_library():
+    code = ("import sys, contextlib, io; from runner import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try: cli.main(['report', '--help'])\n"
+            "    except SystemExit: pass\n"
+            "bad = [m for m in ('matplotlib', 'jinja2', 'mlflow', 'wandb') if m in sys.modules]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
