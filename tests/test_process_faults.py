@@ -40,7 +40,7 @@ def _wait_for(proc, text, timeout=180):
 
 def _end_group(proc) -> None:
     try:
-        _end_group(proc)
+        os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:  # everything in it has ended already
         pass
 
