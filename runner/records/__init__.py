@@ -98,8 +98,11 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 def _check_schema(record: dict, version: int = SCHEMA_VERSION) -> None:
     validator = _validator(version)
-    if validator is None or validator.is_valid(record):
-        return
+    try:
+        if validator is None or validator.is_valid(record):
+            return
+    except UnicodeEncodeError:  # jsonschema-rs takes only valid Unicode; read() refuses it earlier
+        raise RecordError("invalid Unicode (a lone surrogate)") from None
     # The first error in path order: a missing key (at the top) before a bad value deep inside.
     error = min(validator.iter_errors(record), key=lambda e: tuple(map(str, e.instance_path)))
     where = "/".join(str(p) for p in error.instance_path) or "(top)"
@@ -180,6 +183,7 @@ def parse(data: bytes) -> dict:
     except UnicodeDecodeError as e:
         raise RecordError(f"not UTF-8 text (byte {e.start})") from None
     try:
+        # The hooks cost ~20 % of parsing (measured: a regex prefilter to skip them cost more).
         record = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except RecursionError:
         raise RecordError("unreadable JSON (nested too deeply)") from None

@@ -65,11 +65,11 @@ def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
     seen_files: set[str] = set()
     runs: dict[str, tuple[Path, dict]] = {}  # run_id -> the first file and record
     for f in files:
-        where = printable(str(f))
-        if os.path.realpath(f) in seen_files:
+        where, key = printable(str(f)), os.path.abspath(f)  # a symlinked copy is caught by its run_id
+        if key in seen_files:
             skipped.append((where, "given more than once: read once"))
             continue
-        seen_files.add(os.path.realpath(f))
+        seen_files.add(key)
         try:
             rec = read(f)
         except RecordError as e:
