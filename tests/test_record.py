@@ -202,3 +202,17 @@ def test_every_committed_record_still_reads():
     assert len(paths) >= 9
     for path in paths:
         records.read(path)
+
+
+def test_str_subclasses_validate_and_write_as_text(tmp_path):
+    """torch.__version__ is a TorchVersion (a str subclass); jsonschema-rs takes plain types only."""
+    class Version(str):
+        pass
+
+    r = make_record()
+    r["framework"]["version"] = Version("2.13.0+cpu")
+    records.validate(r)
+    assert records.read(records.write(r, tmp_path))["framework"]["version"] == "2.13.0+cpu"
+    r["timing"]["wall_s"] = object()
+    with pytest.raises(RecordError, match="not JSON"):
+        records.validate(r)

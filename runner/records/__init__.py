@@ -96,13 +96,25 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _check_schema(record: dict, version: int = SCHEMA_VERSION) -> None:
+def _as_json(record: dict) -> dict:
+    """`record` as JSON would read it back: plain dict, list, str, int, float."""
+    try:
+        return json.loads(json.dumps(record, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise RecordError(f"not JSON: {_one_line(str(e))}") from None
+
+
+def _check_schema(record: dict, version: int = SCHEMA_VERSION, plain: bool = False) -> None:
     validator = _validator(version)
     try:
         if validator is None or validator.is_valid(record):
             return
     except UnicodeEncodeError:  # jsonschema-rs takes only valid Unicode; read() refuses it earlier
         raise RecordError("invalid Unicode (a lone surrogate)") from None
+    except ValueError:  # jsonschema-rs takes only plain JSON types; torch.__version__ is a str subclass
+        if plain:
+            raise
+        return _check_schema(_as_json(record), version, plain=True)
     # The first error in path order: a missing key (at the top) before a bad value deep inside.
     error = min(validator.iter_errors(record), key=lambda e: tuple(map(str, e.instance_path)))
     where = "/".join(str(p) for p in error.instance_path) or "(top)"
@@ -146,9 +158,9 @@ def filename(record: dict) -> str:
 
 def write(record: dict, out_dir: Path) -> Path:
     """Validate and write `record` into `out_dir`; never replaces an existing file."""
-    validate(record)
-    data = (json.dumps(record, indent=1, allow_nan=False) + "\n").encode()
-    return atomic.write_bytes(Path(out_dir) / filename(record), data, replace=False)
+    data = json.dumps(record, indent=1, allow_nan=False) + "\n"
+    validate(json.loads(data))  # what goes on disk is what was checked
+    return atomic.write_bytes(Path(out_dir) / filename(record), data.encode(), replace=False)
 
 
 def _refuse_constant(name: str):
