@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 
+from runner.workload.spec import hash_of
 from sample_records import make_record
 
 EVIL = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
@@ -19,6 +20,7 @@ def run(framework="torch", device="cpu", platform="cpu", epochs=(3.0, 2.0, 2.2),
     r = make_record(framework=framework, device=device, epochs=list(epochs), test_acc=list(accs),
                     steady=statistics.median(epochs[1:]), **kw)
     r["spec"]["target_accuracy"] = 0.99
+    r["spec_hash"] = hash_of(r["spec"])  # a record whose spec differs from its hash is refused on read
     r["platform"]["name"] = platform
     r["created_utc"] = created
     r["timing"]["compile_s"] = max(0.0, epochs[0] - r["timing"]["steady_epoch_s"])

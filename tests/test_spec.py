@@ -63,8 +63,8 @@ def test_round_trip_through_dict():
     ({"epochs": 0}, "epochs must be a whole number >= 1"),
     ({"batch_size": -1}, "batch_size must be"),
     ({"epochs": 2.5}, "epochs must be"),
-    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
-    ({"beta1": 1.0}, "betas must be in [0, 1)"),
+    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0, got 0.0"),
+    ({"beta1": 1.0}, "beta1 must be in [0, 1), got 1.0"),
     ({"limit_train": 70000}, "limit-train 70000 exceeds the 60000 samples of mnist"),
     ({"limit_test": 0}, "limit_test must be"),
     ({"limit_train": 10}, "batch size 64 exceeds the 10 training samples"),
@@ -88,3 +88,63 @@ def test_from_dict_refuses_unknown_fields_and_versions():
 def test_spec_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Spec().epochs = 3
+
+
+# Issue 20, 1: `--lr inf` trained, then the record could not be written (no JSON for inf): two
+# tracebacks, no record. Non-finite and out-of-range numbers are refused before anything trains.
+FLOAT_FIELDS = ("learning_rate", "beta1", "beta2", "eps", "weight_decay", "norm_mean", "norm_std", "target_accuracy")
+
+
+@pytest.mark.parametrize("field", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_numbers_are_refused(field, value):
+    with pytest.raises(SpecError, match=field):
+        make_spec(**{field: value})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"learning_rate": "0.001"}, "learning_rate must be a number, got '0.001'"),
+    ({"epochs": True}, "epochs must be a whole number"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"beta2": -0.1}, "beta2 must be in [0, 1)"),
+    ({"learning_rate": 10**400}, "learning_rate must be a finite number > 0"),
+    ({"eps": -1e-8}, "eps must be a finite number > 0"),
+    ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0"),
+    ({"norm_std": 0.0}, "norm_std must be a finite number > 0"),
+    ({"model": ["lenet5"]}, "model must be a string"),
+    ({"limit_train": "100"}, "limit_train must be a whole number"),
+    ({"target_accuracy": 0.0}, "target_accuracy must be in (0, 1]"),
+])
+def test_out_of_range_and_mistyped_fields_are_refused(overrides, message):
+    with pytest.raises(SpecError) as e:
+        make_spec(**overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_from_dict_checks_types_too():
+    with pytest.raises(SpecError, match="learning_rate must be a number"):
+        Spec.from_dict({**Spec().to_dict(), "learning_rate": "0.001"})
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "inf"], "learning_rate must be a finite number > 0, got inf"),
+    (["--lr", "nan"], "learning_rate must be a finite number > 0, got nan"),
+    (["--lr", "1e999"], "learning_rate must be a finite number > 0, got inf"),
+    (["--target-accuracy", "nan"], "target_accuracy must be in (0, 1], got nan"),
+])
+def test_cli_refuses_non_finite_numbers_before_training(tmp_path, args, message):
+    from conftest import run_cli
+
+    out = run_cli("run", "--framework", "torch", "--preset", "smoke", "--dataset", "synthetic",
+                  "--out", tmp_path, *args, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"dlbench: error: {message}"
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
+def test_hash_of_is_what_the_spec_hashes():
+    from runner.workload.spec import hash_of
+
+    s = make_spec(epochs=3)
+    assert hash_of(s.to_dict()) == s.hash
+    assert hash_of({**s.to_dict(), "epochs": 4}) == make_spec(epochs=4).hash

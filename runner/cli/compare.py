@@ -27,12 +27,24 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from runner.report import compare
 
+    records, _ = load(args)
+    print(compare.render(compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
+    return 0
+
+
+def load(args, check=lambda: None) -> tuple[list[dict], list]:
+    """The records under args.paths for `compare` and `report`: --noisy-cv and --baseline (and
+    `check`, the caller's own arguments) are checked before any file is read; every skipped file is
+    named on one line. Sets args.noisy_cv to its default if it was not given."""
+    from runner.report import compare
+
     if args.noisy_cv is None:
         args.noisy_cv = compare.NOISY_CV
     if not args.noisy_cv >= 0:
         raise UserError(f"--noisy-cv must be >= 0, got {args.noisy_cv}")
     if args.baseline is not None:
-        compare.parse_baseline(args.baseline)  # bad syntax fails before any file is read
+        compare.parse_baseline(args.baseline)
+    check()
     try:
         records, skipped = compare.load(args.paths)
     except FileNotFoundError as e:
@@ -41,5 +53,4 @@ def main(args) -> int:
         print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
     if skipped:
         print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
-    print(compare.render(compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
-    return 0
+    return records, skipped

