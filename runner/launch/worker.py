@@ -185,7 +185,7 @@ def _parity(make_backend, spec, data, steps: int) -> dict:
         traceback.print_exc()
         result = gate.error_result(steps, f"{type(e).__name__}: {e}")
     if result["status"] != "pass":
-        print(f"parity: {result['status'].upper()} {', '.join(result['failed'])} {result['error'] or ''}",
+        print(f"parity: {gate.describe(result)}",
               file=sys.stderr)
     return result
 

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from runner.workload import models
-from runner.workload.spec import Spec
+from runner.workload.spec import Spec, adam_bias_corrections as bias_corrections
 
 
 def _patches(x: np.ndarray, k: int) -> np.ndarray:
@@ -68,8 +68,10 @@ def _pool_backward(x, s, dout):
 
 
 def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray):
-    """Mean softmax cross-entropy of `model` on (x (N, 28, 28), y (N,)): (loss, logits, grads)."""
-    names, h, tape = iter(params), x[:, None].astype(np.float64), []
+    """Mean softmax cross-entropy of `model` on (x (N, 28, 28), y (N,)): (loss, logits, grads), in
+    the floating type of `params` (float64 for the reference; float32 for its float32 replicas)."""
+    dtype = next(iter(params.values())).dtype
+    names, h, tape = iter(params), x[:, None].astype(dtype), []
     for layer, _, _ in models.walk(model):
         w = b = None
         if isinstance(layer, (models.Conv, models.Dense)):
@@ -111,7 +113,8 @@ def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y
 
 class Adam:
     """Adam as the spec defines it (PyTorch's and optax's form): eps added to sqrt of the
-    bias-corrected second moment, L2 weight decay folded into the gradient."""
+    bias-corrected second moment, L2 weight decay folded into the gradient. The bias corrections
+    are float64 numbers (bias_corrections); on float32 arrays NumPy rounds them to float32 once."""
 
     def __init__(self, spec: Spec, params: dict[str, np.ndarray]):
         self.spec, self.t = spec, 0
@@ -126,8 +129,9 @@ class Adam:
             g = grads[k] + s.weight_decay * p
             self.m[k] = s.beta1 * self.m[k] + (1 - s.beta1) * g
             self.v[k] = s.beta2 * self.v[k] + (1 - s.beta2) * g * g
-            m_hat = self.m[k] / (1 - s.beta1 ** self.t)
-            v_hat = self.v[k] / (1 - s.beta2 ** self.t)
+            c1, c2 = bias_corrections(s, self.t)
+            m_hat = self.m[k] / c1
+            v_hat = self.v[k] / c2
             out[k] = p - s.learning_rate * m_hat / (np.sqrt(v_hat) + s.eps)
         return out
 

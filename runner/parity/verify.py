@@ -20,15 +20,15 @@ from runner.workload.spec import Spec
 
 def run(spec: Spec, frameworks: list[str], device: str, data_dir, steps: int, options: dict) -> list[dict]:
     """The parity result of each framework, each from a fresh process."""
-    from runner.parity import gate
     from runner.data import store
+    from runner.parity import gate, yardstick
 
     folder = store.ensure(spec.dataset, data_dir)
     data = store.load_for(spec, folder)
     steps = min(steps, spec.steps_per_epoch)
     print(f"verify: float64 NumPy reference, {steps} steps", file=sys.stderr)
-    gate.reference_trace(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
-                           steps)  # once here, cached on disk, so the framework processes only read it
+    yardstick.load_or_compute(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
+                              steps)  # once here, cached on disk, so the framework processes only read it
     results = []
     with tempfile.TemporaryDirectory(prefix="dlbench-verify-") as tmp:
         for name in frameworks:
@@ -50,22 +50,24 @@ def run(spec: Spec, frameworks: list[str], device: str, data_dir, steps: int, op
 def table(results: list[dict]) -> str:
     from tabulate import tabulate
 
-    from runner.parity.gate import TOLERANCES
+    from runner.parity.gate import CHECK_NAMES, ENVELOPE_FACTOR, LIMITS, describe
 
     fmt = lambda v: "-" if v is None else f"{v:.1e}"  # noqa: E731
-    rows = []
+    rows, envelopes = [], set()
     for r in results:
         p, fw = r["parity"], r.get("framework")
         version = (fw if isinstance(fw, dict) else {}).get("version") or ""
         name = fw["name"] if isinstance(fw, dict) else fw
         device = (r.get("device") or {}).get("kind") or "-"
-        verdict = p["status"].upper() if p["status"] != "pass" else "pass"
-        if p["failed"]:
-            verdict += " (" + ", ".join(p["failed"]) + ")"
-        if p["error"]:
-            verdict += f": {p['error']}"
+        checks = p.get("checks") or {}
+        if p.get("trajectory_envelope") is not None:
+            envelopes.add((p["trajectory_envelope"], p["replicas"], checks["trajectory_max_diff"]["limit"]))
         rows.append({"framework": f"{name} {version}".strip(), "device": device,
-                     **{k.replace("_", " "): fmt(p[k]) for k in TOLERANCES}, "result": verdict})
-    limits = ", ".join(f"{k} <= {v:g}" for k, v in TOLERANCES.items())
+                     **{k.replace("_", " "): fmt((checks.get(k) or {}).get("value")) for k in CHECK_NAMES},
+                     "result": describe(p)})
+    limits = ", ".join(f"{'|' + k + '|' if k == 'update_bias' else k} <= {v:g}" for k, v in LIMITS.items())
+    traj = "; ".join(f"trajectory_max_diff <= {lim:.1e} ({ENVELOPE_FACTOR} x the {n} float32 replicas' envelope {env:.1e})"
+                     for env, n, lim in sorted(envelopes))
     return (tabulate(rows, headers="keys", tablefmt="pipe", disable_numparse=True)
-            + f"\n\nlimits: {limits} (vs float64 NumPy; see runner/parity.py for why)")
+            + f"\n\nlimits: {limits}{'; ' + traj if traj else ''} (vs float64 NumPy; see runner/parity/gate.py"
+              f" for why)")
