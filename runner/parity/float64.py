@@ -37,13 +37,16 @@ def _conv(x, w, b, pad):
     return _correlate(_pad(x, pad), w) + b[:, None, None]
 
 
-def _conv_backward(x, w, pad, dout):
-    """Gradients of a stride-1 cross-correlation: (dx, dw, db)."""
+def _conv_backward(x, w, pad, dout, need_dx=True):
+    """Gradients of a stride-1 cross-correlation: (dx, dw, db); dx None unless needed (the first
+    layer's input gradient is the costliest correlation and nothing uses it)."""
     k, o = w.shape[2], len(w)
     cols = _patches(_pad(x, pad), k)                             # (N, Ho, Wo, C*k*k)
     dw = (dout.transpose(1, 0, 2, 3).reshape(o, -1) @ cols.reshape(-1, cols.shape[-1])).reshape(w.shape)
     # dx is the full correlation of dout with the kernel flipped (and in/out swapped); then the
     # padding is cut off again.
+    if not need_dx:
+        return None, dw, dout.sum(axis=(0, 2, 3))
     dxp = _correlate(_pad(dout, k - 1), w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     dx = dxp[:, :, pad:dxp.shape[2] - pad, pad:dxp.shape[3] - pad]
     return dx, dw, dout.sum(axis=(0, 2, 3))
@@ -96,9 +99,9 @@ def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y
     d[np.arange(n), y] -= 1.0
     d /= n
     grads = {}
-    for layer, h_in, w, b in reversed(tape):
+    for i, (layer, h_in, w, b) in reversed(list(enumerate(tape))):
         if isinstance(layer, models.Conv):
-            d, grads[w], grads[b] = _conv_backward(h_in, params[w], layer.pad, d)
+            d, grads[w], grads[b] = _conv_backward(h_in, params[w], layer.pad, d, need_dx=i > 0)
         elif isinstance(layer, models.Dense):
             grads[w], grads[b], d = d.T @ h_in, d.sum(axis=0), d @ params[w]
         elif isinstance(layer, models.ReLU):

@@ -97,6 +97,12 @@ class NumpyFloat32Backend:
             self.params[k] = p - s.learning_rate * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + eps)
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):  # see yardstick.compute
+            return self._train(order)
+
+    def _train(self, order: np.ndarray) -> EpochStats:
         loss_sum, correct = 0.0, 0
         for idx in order:
             loss, logits, grads = self._fb(idx)
@@ -106,7 +112,10 @@ class NumpyFloat32Backend:
         return EpochStats(np.float32(loss_sum), correct, len(order))
 
     def probe_step(self, idx):
-        loss, logits, grads = self._fb(np.asarray(idx))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            loss, logits, grads = self._fb(np.asarray(idx))
         return float(loss), logits, grads
 
     def evaluate(self):

@@ -54,7 +54,16 @@ def _f64(d: dict) -> dict:
 
 
 def compute(spec: Spec, train_x, train_y, steps: int, replicas: int = REPLICAS) -> dict:
-    """The yardstick (see the module docstring) for the first `steps` steps of epoch 0."""
+    """The yardstick (see the module docstring) for the first `steps` steps of epoch 0, on one BLAS
+    thread: its matrices are small, and OpenBLAS' threads spin-wait when the host is busy (measured
+    on a loaded 2-core host: 7.7 s per float64 step with 2 threads, 0.6 s with one)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _compute(spec, train_x, train_y, steps, replicas)
+
+
+def _compute(spec: Spec, train_x, train_y, steps: int, replicas: int) -> dict:
     if spec.optimizer != "adam" or spec.loss != "softmax_cross_entropy":
         raise ValueError(f"the NumPy reference knows adam + softmax_cross_entropy only, not"
                          f" {spec.optimizer} + {spec.loss}")
