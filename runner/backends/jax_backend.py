@@ -133,17 +133,25 @@ class JaxBackend:
         jax = self.jax
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
-        def step(carry, xs, train_x, train_y):
-            params, opt_state, loss_sum, correct = carry
-            idx, c = xs
+        def body(params, opt_state, idx, c, train_x, train_y):
             x, y = train_x[idx], train_y[idx]
             (loss, logits), grads = grad_fn(params, x, y)
             params, opt_state = self._adam(params, grads, opt_state, c)
-            correct = correct + (logits.argmax(-1) == y).sum()
-            return (params, opt_state, loss_sum + loss, correct)
+            return params, opt_state, loss, (logits.argmax(-1) == y).sum()
 
-        def epoch_scan(carry, xs, train_x, train_y):
-            return jax.lax.scan(lambda c, x: (step(c, x, train_x, train_y), None), carry, xs)[0]
+        def step(carry, batches, corr, train_x, train_y):
+            # The step picks its own row of the epoch's batches and corrections by a counter in the
+            # carry: no per-step slicing dispatched from Python.
+            params, opt_state, loss_sum, correct, i = carry
+            params, opt_state, loss, hits = body(params, opt_state, batches[i], corr[i], train_x, train_y)
+            return (params, opt_state, loss_sum + loss, correct + hits, i + 1)
+
+        def epoch_scan(carry, batches, corr, train_x, train_y):
+            def one(carry, xs):
+                params, opt_state, loss_sum, correct, i = carry
+                params, opt_state, loss, hits = body(params, opt_state, *xs, train_x, train_y)
+                return (params, opt_state, loss_sum + loss, correct + hits, i + 1), None
+            return jax.lax.scan(one, carry, (batches, corr))[0]
 
         # Donating the carry lets XLA update weights and Adam moments in place.
         self._step = jax.jit(step, donate_argnums=0)
@@ -152,18 +160,19 @@ class JaxBackend:
         self._probe = jax.jit(grad_fn)
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
-        jax, jnp = self.jax, self.jax.numpy
+        jax = self.jax
         assert order.shape[1] == self.batch_size
-        carry = (self.params, self.opt_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        zero = np.zeros((), np.int32)
+        carry = (self.params, self.opt_state, np.zeros((), np.float32), zero, zero)
         carry = jax.device_put(carry, self.device)
         batches = jax.device_put(order.astype(np.int32), self.device)
         corr = jax.device_put(self._corrections(len(order)), self.device)
         if self.options["loop"] == "scan":
-            carry = self._epoch(carry, (batches, corr), self.train_x, self.train_y)
+            carry = self._epoch(carry, batches, corr, self.train_x, self.train_y)
         else:
-            for i in range(len(order)):
-                carry = self._step(carry, (batches[i], corr[i]), self.train_x, self.train_y)
-        self.params, self.opt_state, loss_sum, correct = carry
+            for _ in range(len(order)):
+                carry = self._step(carry, batches, corr, self.train_x, self.train_y)
+        self.params, self.opt_state, loss_sum, correct, _ = carry
         self.t += len(order)
         return EpochStats(loss_sum, correct, len(order))
 

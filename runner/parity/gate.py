@@ -18,7 +18,7 @@ by 3e-6 gave the same 1.2e-3 as a real bug). So the gate asks three well-posed q
    weight's rounding (|dw_ref| > 64 ulp(w)), the median of dw / dw_ref - 1. Honest float32 rounding is
    unbiased (measured ~1e-8); Adam's bias corrections in float32 shorten every update by ~7e-6.
 3. The trajectory (CHECK 6): the loss of each of the K steps, run freely from the initial weights,
-   within ENVELOPE_FACTOR x the envelope of float32 replicas of the reference (started +-1 ulp apart),
+   within ENVELOPE_FACTOR (100) x the envelope of float32 replicas of the reference (started +-1 ulp apart),
    measured for this spec and these batches, so a chaotic stretch widens the limit honestly.
 """
 
@@ -38,10 +38,12 @@ from runner.workload.spec import Spec
 DEFAULT_STEPS = 50
 
 # Why these numbers. float32 rounds at u = 6e-8; LeNet-5's longest sums have 400 terms, so honest
-# float32 results sit within ~n*u = 2.4e-5 of float64 at worst and ~1e-7 in practice (measured on CPU
-# for torch, tensorflow and jax; see the README's parity section for the table). TF32 (u = 5e-4),
-# bfloat16, a wrong layout or a different loss reduction land orders of magnitude above them; a
-# different eps or float32 bias corrections land above the bias limit.
+# float32 results sit within ~n*u = 2.4e-5 of float64 at worst and ~1e-7 in practice. Measured on CPU
+# for torch, tensorflow and jax, smoke preset, seeds 42, 1234567 and 7 (issue 19): loss <= 1.7e-7,
+# logits <= 3.8e-7, gradient <= 4.4e-7, update p99 1.4e-4 to 1.5e-4 (the float32 rounding of the new
+# weights: the same for every framework), update bias 0. TF32 (u = 5e-4), bfloat16, a wrong layout or
+# a summed loss land orders of magnitude above; eps 1e-7 and float32 bias corrections land above the
+# bias limit (-1.2e-4 and -6.8e-6).
 LIMITS = {
     "loss_rel_diff": 1e-5,        # max over checked steps of |loss - ref| / |ref|
     "logits_max_diff": 1e-5,      # max over checked steps of max |logits - ref| / max(1, max |ref|)
@@ -49,7 +51,11 @@ LIMITS = {
     "update_rel_diff": 1e-3,      # max over checked steps of the p99 elementwise update error (above)
     "update_bias": 1e-6,          # |median of dw / dw_ref - 1|
 }
-ENVELOPE_FACTOR = 10              # trajectory limit = this x the float32 replicas' widest stray ...
+# Trajectory limit = ENVELOPE_FACTOR x the float32 replicas' widest stray. The replicas differ only
+# in their starting weights; a framework differs in every sum's order, so it strays further (measured:
+# up to 6.5x the envelope, torch on smoke seed 7). What only the trajectory can catch (state lost
+# between steps, a wrong batch or step count) lands at 1e-2 and above.
+ENVELOPE_FACTOR = 100
 TRAJECTORY_FLOOR = 1e-6           # ... but never below this (an envelope of ~0 on a tiny spec)
 CHECK_NAMES = (*LIMITS, "trajectory_max_diff")
 
