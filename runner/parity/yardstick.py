@@ -146,6 +146,7 @@ def load_or_compute(spec: Spec, train_x, train_y, data_sha: str, steps: int) -> 
     """compute(), read from the cache if a good entry is there, else computed and (best effort) stored."""
     from runner import atomic
 
+    steps = min(steps, spec.steps_per_epoch)
     path = cache_path(spec, data_sha, steps)
     names = list(reference.initial_params(spec))
     if path.exists():
