@@ -13,7 +13,8 @@ by 3e-6 gave the same 1.2e-3 as a real bug). So the gate asks three well-posed q
    with the reference's weights and Adam moments (rounded to float32) and takes one step through its
    timed code path; its loss, logits, gradient and weight update must match the float64 step taken
    from that same state. Elementwise for the update: the 99th percentile over parameters of
-   |dw - dw_ref| / (|dw_ref| + ulp(w)) (ulp(w): the float32 rounding of the new weight itself).
+   max(|dw - dw_ref| - ulp/2, 0) / (|dw_ref| + ulp), ulp that of the weight: the half ulp is the
+   rounding of the new weight that every float32 program must make.
 2. Consistent bias (CHECK 5): over every checked step and parameter whose update is well above the
    weight's rounding (|dw_ref| > 64 ulp(w)), the median of dw / dw_ref - 1. Honest float32 rounding is
    unbiased (measured ~1e-8); Adam's bias corrections in float32 shorten every update by ~7e-6.
@@ -40,15 +41,15 @@ DEFAULT_STEPS = 50
 # Why these numbers. float32 rounds at u = 6e-8; LeNet-5's longest sums have 400 terms, so honest
 # float32 results sit within ~n*u = 2.4e-5 of float64 at worst and ~1e-7 in practice. Measured on CPU
 # for torch, tensorflow and jax, smoke preset, seeds 42, 1234567 and 7 (issue 19): loss <= 1.7e-7,
-# logits <= 3.8e-7, gradient <= 4.4e-7, update p99 1.4e-4 to 1.5e-4 (the float32 rounding of the new
-# weights: the same for every framework), update bias 0. TF32 (u = 5e-4), bfloat16, a wrong layout or
+# logits <= 3.8e-7, gradient <= 4.4e-7, update p99 <= 3.2e-7, update bias 0 (most updates agree to
+# the bit: the median ratio is exactly 1). TF32 (u = 5e-4), bfloat16, a wrong layout or
 # a summed loss land orders of magnitude above; eps 1e-7 and float32 bias corrections land above the
 # bias limit (-1.2e-4 and -6.8e-6).
 LIMITS = {
     "loss_rel_diff": 1e-5,        # max over checked steps of |loss - ref| / |ref|
     "logits_max_diff": 1e-5,      # max over checked steps of max |logits - ref| / max(1, max |ref|)
     "grad_rel_diff": 1e-4,        # max over checked steps of ||g - g_ref|| / ||g_ref||, all parameters
-    "update_rel_diff": 1e-3,      # max over checked steps of the p99 elementwise update error (above)
+    "update_rel_diff": 1e-4,      # max over checked steps of the p99 elementwise update error (above)
     "update_bias": 1e-6,          # |median of dw / dw_ref - 1|
 }
 # Trajectory limit = ENVELOPE_FACTOR x the float32 replicas' widest stray. The replicas differ only
@@ -100,8 +101,10 @@ def measure(fw: dict, y: dict) -> dict:
         grad.append(_norm_diff(f["g"], r["g"]))
         errs = []
         for n, ref_dw in r["dw"].items():
-            ref_dw, got, ulp = np.asarray(ref_dw, np.float64), f["dw"][n], _ulp(r["w"][n])
-            errs.append((np.abs(got - ref_dw) / (np.abs(ref_dw) + ulp)).ravel())
+            ref_dw, got, w = np.asarray(ref_dw, np.float64), f["dw"][n], r["w"][n]
+            ulp = np.maximum(_ulp(w), _ulp(w + ref_dw))  # of the old or the new weight, the coarser
+            # Half an ulp of the new weight is the rounding every float32 program must make: not an error.
+            errs.append((np.maximum(np.abs(got - ref_dw) - ulp / 2, 0) / (np.abs(ref_dw) + ulp)).ravel())
             big = np.abs(ref_dw) > 64 * ulp
             ratios.append((got[big] / ref_dw[big] - 1.0).ravel())
         upd.append(float(np.quantile(np.concatenate(errs), 0.99)))
