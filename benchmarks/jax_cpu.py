@@ -154,6 +154,7 @@ def main() -> int:
     for r in range(args.rounds):
         for v in variants[r % len(variants):] + variants[:r % len(variants)]:
             ms[v].append(1000 * go(v) / args.steps)
+        print(f"round {r + 1}: " + ", ".join(f"{v} {ms[v][-1]:.1f}" for v in variants), file=sys.stderr, flush=True)
     for proc in procs.values():
         proc.stdin.close()
         proc.wait(timeout=60)
