@@ -17,6 +17,12 @@ Variants:
   jax-nchw        NCHW/OIHW dimension numbers with lax.conv_general_dilated (no flax, no transposes)
   jax-nothunk     XLA_FLAGS=--xla_cpu_use_thunk_runtime=false (the older, non-thunk CPU runtime)
   jax-1thread     XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1
+
+Measured 2026-11-30 on the shared 2-core Xeon under load ~12-15 (other sessions' tests), jax 0.10.2,
+`--variants jax,jax-scan,jax-nodonate,jax-nchw,jax-nothunk,jax-1thread --rounds 11 --steps 40`: median
+paired ratio to jax: scan 5.87 (slower in every round), nodonate 1.01, nchw 0.76, nothunk 0.79,
+1thread 1.14; per-round ratios of nchw and nothunk spread 0.2-2.5, and a 5-round run with torch gave
+1.20 and 1.14: no change beyond the noise except scan. Rerun on a quiet machine before adopting any.
 """
 
 from __future__ import annotations
