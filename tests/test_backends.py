@@ -61,7 +61,40 @@ def test_passes_the_parity_gate(name, options, small):
     spec, data = small
     result = gate.check(lambda: backends.load(name)(spec, "cpu", options), spec, data, 8)
     assert result["status"] == "pass", result
-    assert result["grad_rel_diff"] < 1e-5 and result["loss_rel_diff"] < 1e-6
+    values = {k: c["value"] for k, c in result["checks"].items()}
+    assert values["grad_rel_diff"] < 1e-5 and values["loss_rel_diff"] < 1e-6 and abs(values["update_bias"]) < 1e-7
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_set_state_then_one_step_is_the_spec_adam_step(name, small):
+    """set_state loads weights, moments and the step count; one step from there is Adam's step t+1
+    with float64 bias corrections, as the float64 reference takes it."""
+    from runner.parity import float64
+
+    spec, data = small
+    b = _backend(name, spec, data)
+    rng = np.random.default_rng(3)
+    w = {k: v + np.float32(0.01) * rng.standard_normal(v.shape).astype(np.float32)
+         for k, v in reference.initial_params(spec).items()}
+    m = {k: (1e-3 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in w.items()}
+    v = {k: (1e-6 * rng.random(a.shape)).astype(np.float32) for k, a in w.items()}
+    b.set_state(w, m, v, 7)
+    got_m, got_v, t = b.adam_state()
+    assert t == 7 and all(np.array_equal(got_m[k], m[k]) and np.array_equal(got_v[k], v[k]) for k in m)
+    assert all(np.array_equal(b.parameters()[k], w[k]) for k in w)
+    idx = reference.epoch_order(spec, 0)[0]
+    f64 = lambda d: {k: a.astype(np.float64) for k, a in d.items()}  # noqa: E731
+    _, _, grads = float64.forward_backward(spec.model, f64(w), data.train_x[idx], data.train_y[idx])
+    opt = float64.Adam(spec, w)
+    opt.m, opt.v, opt.t = f64(m), f64(v), 7
+    want = opt.step(f64(w), grads)
+    b.train_epoch(idx[None])
+    b.synchronize()
+    after, (_, _, t) = b.parameters(), b.adam_state()
+    assert t == 8
+    num = sum(float(((after[k] - want[k]) ** 2).sum()) for k in w)
+    den = sum(float(((want[k] - w[k]) ** 2).sum()) for k in w)
+    assert (num / den) ** 0.5 < 1e-3  # the update itself, to float32 accuracy
 
 
 class _Reading:

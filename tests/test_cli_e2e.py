@@ -303,7 +303,8 @@ def test_verify_prints_the_table_and_passes_for_all_three(synthetic_dir):
     for r in results:
         p = r["parity"]
         assert (p["status"], p["steps"], p["failed"]) == ("pass", 10, []), r
-        assert p["grad_rel_diff"] < 1e-5 and p["trajectory_max_diff"] < 1e-4
+        assert p["checks"]["grad_rel_diff"]["value"] < 1e-5 and p["checks"]["trajectory_max_diff"]["value"] < 1e-4
+        assert p["replicas"] == 8 and p["trajectory_envelope"] > 0 and p["checked_steps"][0] == 1
     table = run_cli("verify", "--framework", "jax", "--dataset", "synthetic", "--data-dir", synthetic_dir,
                     "--steps", "3")
     assert table.returncode == 0

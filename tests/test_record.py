@@ -18,8 +18,8 @@ METRICS_KEYS = {"epochs_completed", "train_loss", "train_accuracy", "test_accura
                 "final_test_accuracy", "best_train_accuracy", "mean_train_loss", "time_to_target_s",
                 "target_epoch", "images_per_s"}
 DATA_KEYS = {"dataset", "source", "origin", "sha256", "verified", "n_train", "n_test"}
-PARITY_KEYS = {"status", "reference", "steps", "loss_rel_diff", "logits_max_diff", "grad_rel_diff",
-               "weights_rel_diff", "trajectory_max_diff", "tolerances", "failed", "error", "seconds"}
+PARITY_KEYS = {"status", "reference", "steps", "checked_steps", "checks", "trajectory_envelope", "replicas",
+               "failed", "error", "seconds"}
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -91,8 +91,12 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     assert got["energy"]["joules"] is None and got["energy"]["method"] == "none"
     assert got["resources"] is None and got["framework"]["build"] is None
     assert got["repeat"] == {**v2["repeat"], "policy": "fixed", "max": v2["repeat"]["of"], "cv_threshold": None}
-    for key in ("timing", "metrics", "parity", "spec", "spec_hash", "data", "platform"):
+    for key in ("timing", "metrics", "spec", "spec_hash", "data", "platform"):
         assert got[key] == v2[key]
+    # the parity block keeps every distance and its limit, in v4's shape
+    assert got["parity"]["status"] == v2["parity"]["status"]
+    assert {k: c["value"] for k, c in got["parity"]["checks"].items()} == {
+        k: v2["parity"][k] for k in records.V3_PARITY_CHECKS}
 
 
 @pytest.mark.parametrize("mutate, where", [
@@ -216,3 +220,32 @@ def test_str_subclasses_validate_and_write_as_text(tmp_path):
     r["timing"]["wall_s"] = object()
     with pytest.raises(RecordError, match="not JSON"):
         records.validate(r)
+
+
+def test_a_v3_parity_block_reads_as_v4_checks_with_values_and_limits(tmp_path):
+    """v3 wrote five flat distances and the tolerances apart; v4 keeps them as checks, each with its
+    value and limit, so an old failure still says what failed and by how much."""
+    from runner.parity import gate
+
+    v3 = json.loads((FIXTURES / "record_smoke.json").read_text())
+    assert v3["schema_version"] == 3
+    v3["parity"].update(status="fail", trajectory_max_diff=1.2e-3, failed=["trajectory_max_diff"])
+    path = tmp_path / "v3.json"
+    path.write_text(json.dumps(v3))
+    p = records.read(path)["parity"]
+    assert set(p) == PARITY_KEYS and p["checked_steps"] == [1] and p["replicas"] == 0
+    assert p["checks"]["weights_rel_diff"] == {"value": v3["parity"]["weights_rel_diff"], "limit": 1e-5}
+    assert p["checks"]["trajectory_max_diff"] == {"value": 1.2e-3, "limit": 1e-3}
+    assert gate.describe(p) == "FAIL: trajectory_max_diff 1.2e-03 > 1.0e-03"
+
+
+def test_a_v4_parity_block_from_the_gate_validates():
+    from runner.parity import gate
+
+    result = gate.judge({"loss_rel_diff": 1e-8, "logits_max_diff": 2e-7, "grad_rel_diff": 3e-7,
+                         "update_rel_diff": 1e-4, "update_bias": 0.0, "trajectory_max_diff": None},
+                        {**gate.LIMITS, "trajectory_max_diff": 4e-6}, 50, checked=[0, 5], envelope_width=4e-7,
+                        replicas=8, seconds=1.0)
+    records.validate({**BASE, "parity": result})
+    assert result["checked_steps"] == [1, 6] and result["failed"] == ["trajectory_max_diff"]
+    records.validate({**BASE, "parity": gate.error_result(50, "BadZipFile: File is not a zip file")})

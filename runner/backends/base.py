@@ -89,3 +89,12 @@ class Backend(Protocol):
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The current weights as NumPy arrays in the canonical layout and order."""
+
+    def set_state(self, params: dict[str, np.ndarray], m: dict[str, np.ndarray], v: dict[str, np.ndarray],
+                  t: int) -> None:
+        """Load canonical-layout float32 weights and Adam moments (m, v), `t` steps already taken:
+        the next step is step t + 1, with its bias corrections. The gate checks single steps from
+        the reference's state this way."""
+
+    def adam_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+        """(m, v, t): the Adam moments in the canonical layout and the number of steps taken."""

@@ -1,9 +1,15 @@
-"""JAX backend: flax.linen model + optax Adam, the train step under jax.jit, data resident on the device.
+"""JAX backend: flax.linen model, the spec's Adam, the train step under jax.jit, data resident on the device.
 
     python -m runner run --framework jax [--device cuda|mps|cpu] [--option jax.loop=scan|step]
 
 loop=step (default) dispatches one jitted step per batch; loop=scan compiles the whole epoch into one
 lax.scan. Both donate the weights and optimizer state, so XLA updates them in place.
+
+Adam is written out (as in the TF backend) rather than taken from optax.adam, because optax computes
+the bias corrections 1 - beta**t in float32 on the device, ~1.3e-5 off for beta2 = 0.999 (issue 19);
+the spec's rule is float64, rounded to float32 once. Without jax_enable_x64 there is no float64 on
+the device, so the host computes each step's (c1, c2) in double and feeds them in with the batch
+indices: one float32 pair per step, so the step under jit and lax.scan stays the same program.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import numpy as np
 
 from runner.workload import layouts, models
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
-from runner.workload.spec import Spec
+from runner.workload.spec import Spec, adam_bias_corrections as bias_corrections
 
 # JAX calls Apple's Metal plugin "METAL" and NVIDIA "cuda" (older releases: "gpu").
 _PLATFORMS = {"cpu": ("cpu",), "cuda": ("cuda", "gpu"), "mps": ("METAL", "metal")}
@@ -96,10 +102,8 @@ class JaxBackend:
         self.model = build_model(self.nn, spec.model)
         put = lambda a: jax.device_put(a, self.device)  # noqa: E731
         self.params = put(layouts.to_tree(layouts.to_channels_last(spec.model, params)))
-        # torch-style L2 (added to the gradient before Adam), then Adam with the spec's constants.
-        self.tx = optax.chain(optax.add_decayed_weights(spec.weight_decay),
-                              optax.adam(spec.learning_rate, b1=spec.beta1, b2=spec.beta2, eps=spec.eps))
-        self.opt_state = put(self.tx.init(self.params))
+        zeros = jax.tree_util.tree_map(np.zeros_like, layouts.to_tree(layouts.to_channels_last(spec.model, params)))
+        self.opt_state, self.t = put((zeros, zeros)), 0   # (m, v); t: steps taken, kept on the host
         self.train_x, self.train_y = put(train_x[..., None]), put(train_y.astype(np.int32))
         self.test_x, self.test_y = put(test_x[..., None]), put(test_y.astype(np.int32))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
@@ -109,21 +113,45 @@ class JaxBackend:
         logits = self.model.apply({"params": params}, x)
         return self.optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
+    def _adam(self, params, grads, opt_state, c):
+        """The spec's Adam (torch-style L2, eps outside the bias-corrected sqrt); c = (c1, c2), float32."""
+        tree_map, s = self.jax.tree_util.tree_map, self.spec
+        m, v = opt_state
+        if s.weight_decay:
+            grads = tree_map(lambda g, p: g + s.weight_decay * p, grads, params)
+        m = tree_map(lambda m, g: s.beta1 * m + (1 - s.beta1) * g, m, grads)
+        v = tree_map(lambda v, g: s.beta2 * v + (1 - s.beta2) * g * g, v, grads)
+        params = tree_map(lambda p, m, v: p - s.learning_rate * (m / c[0]) / (self.jax.numpy.sqrt(v / c[1]) + s.eps),
+                          params, m, v)
+        return params, (m, v)
+
+    def _corrections(self, steps: int) -> np.ndarray:
+        """(steps, 2) float32: each coming step's bias corrections, float64 rounded once."""
+        return np.array([bias_corrections(self.spec, t) for t in range(self.t + 1, self.t + steps + 1)], np.float32)
+
     def _compile(self):
-        jax, optax = self.jax, self.optax
+        jax = self.jax
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
-        def step(carry, idx, train_x, train_y):
-            params, opt_state, loss_sum, correct = carry
+        def body(params, opt_state, idx, c, train_x, train_y):
             x, y = train_x[idx], train_y[idx]
             (loss, logits), grads = grad_fn(params, x, y)
-            updates, opt_state = self.tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            correct = correct + (logits.argmax(-1) == y).sum()
-            return (params, opt_state, loss_sum + loss, correct)
+            params, opt_state = self._adam(params, grads, opt_state, c)
+            return params, opt_state, loss, (logits.argmax(-1) == y).sum()
 
-        def epoch_scan(carry, order, train_x, train_y):
-            return jax.lax.scan(lambda c, idx: (step(c, idx, train_x, train_y), None), carry, order)[0]
+        def step(carry, batches, corr, train_x, train_y):
+            # The step picks its own row of the epoch's batches and corrections by a counter in the
+            # carry: no per-step slicing dispatched from Python.
+            params, opt_state, loss_sum, correct, i = carry
+            params, opt_state, loss, hits = body(params, opt_state, batches[i], corr[i], train_x, train_y)
+            return (params, opt_state, loss_sum + loss, correct + hits, i + 1)
+
+        def epoch_scan(carry, batches, corr, train_x, train_y):
+            def one(carry, xs):
+                params, opt_state, loss_sum, correct, i = carry
+                params, opt_state, loss, hits = body(params, opt_state, *xs, train_x, train_y)
+                return (params, opt_state, loss_sum + loss, correct + hits, i + 1), None
+            return jax.lax.scan(one, carry, (batches, corr))[0]
 
         # Donating the carry lets XLA update weights and Adam moments in place.
         self._step = jax.jit(step, donate_argnums=0)
@@ -132,17 +160,20 @@ class JaxBackend:
         self._probe = jax.jit(grad_fn)
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
-        jax, jnp = self.jax, self.jax.numpy
+        jax = self.jax
         assert order.shape[1] == self.batch_size
-        carry = (self.params, self.opt_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        zero = np.zeros((), np.int32)
+        carry = (self.params, self.opt_state, np.zeros((), np.float32), zero, zero)
         carry = jax.device_put(carry, self.device)
         batches = jax.device_put(order.astype(np.int32), self.device)
+        corr = jax.device_put(self._corrections(len(order)), self.device)
         if self.options["loop"] == "scan":
-            carry = self._epoch(carry, batches, self.train_x, self.train_y)
+            carry = self._epoch(carry, batches, corr, self.train_x, self.train_y)
         else:
-            for i in range(len(order)):
-                carry = self._step(carry, batches[i], self.train_x, self.train_y)
-        self.params, self.opt_state, loss_sum, correct = carry
+            for _ in range(len(order)):
+                carry = self._step(carry, batches, corr, self.train_x, self.train_y)
+        self.params, self.opt_state, loss_sum, correct, _ = carry
+        self.t += len(order)
         return EpochStats(loss_sum, correct, len(order))
 
     def evaluate(self):
@@ -168,4 +199,16 @@ class JaxBackend:
         return float(loss), np.asarray(logits), grads
 
     def parameters(self):
-        return layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, self.params))
+        return self._canonical(self.params)
+
+    def _canonical(self, tree):
+        return layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, tree))
+
+    def set_state(self, params, m, v, t):
+        put = lambda d: self.jax.device_put(layouts.to_tree(layouts.to_channels_last(  # noqa: E731
+            self.spec.model, {k: np.asarray(a, np.float32) for k, a in d.items()})), self.device)
+        self.params, self.opt_state, self.t = put(params), (put(m), put(v)), int(t)
+
+    def adam_state(self):
+        m, v = self.opt_state
+        return self._canonical(m), self._canonical(v), self.t

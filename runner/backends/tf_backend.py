@@ -109,7 +109,7 @@ class TensorflowBackend:
             self.variables = [v.value for v in self.model.trainable_variables]  # the tf.Variables
             self.m = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
             self.v = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
-            self.t = tf.Variable(0.0)
+            self.t = tf.Variable(tf.constant(0, tf.int64))  # exact at any step count, unlike float32
             self.train_x, self.train_y = tf.constant(train_x[..., None]), tf.constant(train_y.astype(np.int32))
             self.test_x, self.test_y = tf.constant(test_x[..., None]), tf.constant(test_y.astype(np.int32))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
@@ -123,8 +123,12 @@ class TensorflowBackend:
         """The spec's Adam (see the module docstring for why not Keras'): torch-style L2, eps outside
         the bias-corrected sqrt."""
         tf, s = self.tf, self.spec
-        self.t.assign_add(1.0)
-        c1, c2 = 1.0 - s.beta1 ** self.t, 1.0 - s.beta2 ** self.t
+        self.t.assign_add(1)
+        # The spec's rule: bias corrections in float64, rounded to float32 once. In float32,
+        # 1 - 0.999**t is ~1.3e-5 too small: every update ~7e-6 too short (issue 19).
+        t = tf.cast(self.t, tf.float64)
+        c1 = tf.cast(1.0 - tf.constant(s.beta1, tf.float64) ** t, tf.float32)
+        c2 = tf.cast(1.0 - tf.constant(s.beta2, tf.float64) ** t, tf.float32)
         for p, g, m, v in zip(self.variables, grads, self.m, self.v):
             g = g + s.weight_decay * p if s.weight_decay else g
             m.assign(s.beta1 * m + (1.0 - s.beta1) * g)
@@ -207,3 +211,16 @@ class TensorflowBackend:
     def parameters(self):
         flat = {p.name: v.numpy() for p, v in zip(models.params(self.spec.model), self.variables)}
         return layouts.from_channels_last(self.spec.model, flat)
+
+    def set_state(self, params, m, v, t):
+        model = self.spec.model
+        for dest, src in ((self.variables, params), (self.m, m), (self.v, v)):
+            arrays = layouts.to_channels_last(model, {k: np.asarray(a, np.float32) for k, a in src.items()})
+            for var, a in zip(dest, arrays.values()):
+                var.assign(a)
+        self.t.assign(int(t))
+
+    def adam_state(self):
+        names = [p.name for p in models.params(self.spec.model)]
+        back = lambda vs: layouts.from_channels_last(self.spec.model, {n: x.numpy() for n, x in zip(names, vs)})  # noqa: E731
+        return back(self.m), back(self.v), int(self.t.numpy())

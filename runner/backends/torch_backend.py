@@ -157,3 +157,22 @@ class TorchBackend:
     def parameters(self):
         return {p.name: t.detach().cpu().numpy().copy()
                 for p, t in zip(models.params(self.spec.model), self.model.parameters())}
+
+    def set_state(self, params, m, v, t):
+        # torch.optim.Adam keeps `step` as a float32 tensor but computes its bias corrections from
+        # step.item(), a Python float: float64, as the spec's rule asks.
+        torch, model = self.torch, self.model
+        load_reference(torch, model, params)
+        to_dev = lambda a: torch.from_numpy(np.array(a, np.float32)).to(self.device)  # noqa: E731
+        for p, name in zip(model.parameters(), params):
+            self.optimizer.state[p] = {"step": torch.tensor(float(t)), "exp_avg": to_dev(m[name]),
+                                       "exp_avg_sq": to_dev(v[name])}
+
+    def adam_state(self):
+        names = [p.name for p in models.params(self.spec.model)]
+        states = [self.optimizer.state.get(p, {}) for p in self.model.parameters()]
+        get = lambda s, k, p: s[k].detach().cpu().numpy().copy() if k in s else np.zeros(tuple(p.shape), np.float32)  # noqa: E731
+        m = {n: get(s, "exp_avg", p) for n, s, p in zip(names, states, self.model.parameters())}
+        v = {n: get(s, "exp_avg_sq", p) for n, s, p in zip(names, states, self.model.parameters())}
+        t = int(states[0]["step"]) if states and "step" in states[0] else 0
+        return m, v, t

@@ -169,15 +169,15 @@ def verify_all(spec: Spec, frameworks: list[str], device: str, data_dir, steps: 
                launcher: launchers.Launcher | None = None) -> list[dict]:
     """The parity result of each framework, each from a fresh child process started by `launcher`
     (default: a subprocess), exactly as `run` starts its workers."""
-    from runner.parity import gate
+    from runner.parity import gate, yardstick
 
     launcher = launcher or launchers.get("process")
     folder = store.ensure(spec.dataset, data_dir)
     data = store.load_for(spec, folder)
     steps = min(steps, spec.steps_per_epoch)
     print(f"verify: float64 NumPy reference, {steps} steps", file=sys.stderr)
-    gate.reference_trace(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
-                         steps)  # once here, cached on disk, so the framework processes only read it
+    yardstick.load_or_compute(spec, data.train_x, data.train_y, data.sha256.get("train-images-idx3-ubyte", ""),
+                              steps)  # once here, cached on disk, so the framework processes only read it
     results = []
     with tempfile.TemporaryDirectory(prefix="dlbench-verify-") as tmp:
         for name in frameworks:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from runner.workload import models
-from runner.workload.spec import Spec
+from runner.workload.spec import Spec, adam_bias_corrections as bias_corrections
 
 
 def _patches(x: np.ndarray, k: int) -> np.ndarray:
@@ -37,13 +37,16 @@ def _conv(x, w, b, pad):
     return _correlate(_pad(x, pad), w) + b[:, None, None]
 
 
-def _conv_backward(x, w, pad, dout):
-    """Gradients of a stride-1 cross-correlation: (dx, dw, db)."""
+def _conv_backward(x, w, pad, dout, need_dx=True):
+    """Gradients of a stride-1 cross-correlation: (dx, dw, db); dx None unless needed (the first
+    layer's input gradient is the costliest correlation and nothing uses it)."""
     k, o = w.shape[2], len(w)
     cols = _patches(_pad(x, pad), k)                             # (N, Ho, Wo, C*k*k)
     dw = (dout.transpose(1, 0, 2, 3).reshape(o, -1) @ cols.reshape(-1, cols.shape[-1])).reshape(w.shape)
     # dx is the full correlation of dout with the kernel flipped (and in/out swapped); then the
     # padding is cut off again.
+    if not need_dx:
+        return None, dw, dout.sum(axis=(0, 2, 3))
     dxp = _correlate(_pad(dout, k - 1), w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     dx = dxp[:, :, pad:dxp.shape[2] - pad, pad:dxp.shape[3] - pad]
     return dx, dw, dout.sum(axis=(0, 2, 3))
@@ -68,8 +71,10 @@ def _pool_backward(x, s, dout):
 
 
 def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray):
-    """Mean softmax cross-entropy of `model` on (x (N, 28, 28), y (N,)): (loss, logits, grads)."""
-    names, h, tape = iter(params), x[:, None].astype(np.float64), []
+    """Mean softmax cross-entropy of `model` on (x (N, 28, 28), y (N,)): (loss, logits, grads), in
+    the floating type of `params` (float64 for the reference; float32 for its float32 replicas)."""
+    dtype = next(iter(params.values())).dtype
+    names, h, tape = iter(params), x[:, None].astype(dtype), []
     for layer, _, _ in models.walk(model):
         w = b = None
         if isinstance(layer, (models.Conv, models.Dense)):
@@ -94,9 +99,9 @@ def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y
     d[np.arange(n), y] -= 1.0
     d /= n
     grads = {}
-    for layer, h_in, w, b in reversed(tape):
+    for i, (layer, h_in, w, b) in reversed(list(enumerate(tape))):
         if isinstance(layer, models.Conv):
-            d, grads[w], grads[b] = _conv_backward(h_in, params[w], layer.pad, d)
+            d, grads[w], grads[b] = _conv_backward(h_in, params[w], layer.pad, d, need_dx=i > 0)
         elif isinstance(layer, models.Dense):
             grads[w], grads[b], d = d.T @ h_in, d.sum(axis=0), d @ params[w]
         elif isinstance(layer, models.ReLU):
@@ -111,7 +116,8 @@ def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y
 
 class Adam:
     """Adam as the spec defines it (PyTorch's and optax's form): eps added to sqrt of the
-    bias-corrected second moment, L2 weight decay folded into the gradient."""
+    bias-corrected second moment, L2 weight decay folded into the gradient. The bias corrections
+    are float64 numbers (bias_corrections); on float32 arrays NumPy rounds them to float32 once."""
 
     def __init__(self, spec: Spec, params: dict[str, np.ndarray]):
         self.spec, self.t = spec, 0
@@ -126,8 +132,9 @@ class Adam:
             g = grads[k] + s.weight_decay * p
             self.m[k] = s.beta1 * self.m[k] + (1 - s.beta1) * g
             self.v[k] = s.beta2 * self.v[k] + (1 - s.beta2) * g * g
-            m_hat = self.m[k] / (1 - s.beta1 ** self.t)
-            v_hat = self.v[k] / (1 - s.beta2 ** self.t)
+            c1, c2 = bias_corrections(s, self.t)
+            m_hat = self.m[k] / c1
+            v_hat = self.v[k] / c2
             out[k] = p - s.learning_rate * m_hat / (np.sqrt(v_hat) + s.eps)
         return out
 

@@ -63,10 +63,27 @@ def _v2_to_v3(record: dict) -> dict:
                        "errors": {"energy": NOT_RECORDED}}}
 
 
+V3_PARITY_CHECKS = ("loss_rel_diff", "logits_max_diff", "grad_rel_diff", "weights_rel_diff", "trajectory_max_diff")
+
+
+def _v3_parity(parity: dict | None) -> dict | None:
+    """A v3 parity block (five flat distances, tolerances apart) in v4's shape: each check with its
+    value and limit. The v3 gate checked step 1 and the trajectory; it measured no float32 envelope."""
+    if parity is None:
+        return None
+    limits = parity.get("tolerances") or {}
+    return {"status": parity["status"], "reference": parity["reference"], "steps": parity["steps"],
+            "checked_steps": [1], "checks": {k: {"value": parity.get(k), "limit": limits.get(k)}
+                                             for k in V3_PARITY_CHECKS},
+            "trajectory_envelope": None, "replicas": 0, "failed": parity["failed"], "error": parity["error"],
+            "seconds": parity["seconds"]}
+
+
 def _v3_to_v4(record: dict) -> dict:
     """v4 added the launcher and the per-run log file; every v3 run was a worker subprocess
-    (the only launcher then) that logged to the terminal."""
-    return {**record, "schema_version": 4, "launcher": {"name": "process", "settings": {}}, "log_file": None}
+    (the only launcher then) that logged to the terminal. v4's parity block lists its checks."""
+    return {**record, "schema_version": 4, "launcher": {"name": "process", "settings": {}}, "log_file": None,
+            "parity": _v3_parity(record.get("parity"))}
 
 
 # v(N) -> v(N+1) converters; read() applies them in turn.

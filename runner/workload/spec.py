@@ -5,6 +5,16 @@
     python -m runner run --epochs 5           # any override gives a different spec_hash
 
 Records carry the spec and its hash; records with different hashes never share a table row.
+
+Rules every backend follows beyond the fields (a new backend, Julia or multi-GPU, must too):
+  * float32 weights, activations, gradients and Adam moments; no TF32, no reduced precision.
+  * Adam is PyTorch's and optax's form: m_hat = m / c1, v_hat = v / c2,
+    w -= lr * m_hat / (sqrt(v_hat) + eps), L2 weight decay added to the gradient.
+  * Adam's bias corrections c1 = 1 - beta1**t and c2 = 1 - beta2**t are computed in float64 (t the
+    exact integer step, 1-based) and rounded to float32 once (adam_bias_corrections). Computed in
+    float32, c2 comes out ~1.3e-5 too small for beta2 = 0.999, so every update is ~7e-6 too short,
+    always in the same direction: enough to flip a ReLU and part trajectories (issue 19).
+  * The parity gate (runner.parity.gate) checks all of this against a float64 reference.
 """
 
 from __future__ import annotations
@@ -147,6 +157,11 @@ def parse_field(name: str, text: str) -> Any:
         return kind(text)
     except ValueError:
         raise SpecError(f"{name}: {text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+def adam_bias_corrections(spec: Spec, t: int) -> tuple[float, float]:
+    """(1 - beta1**t, 1 - beta2**t) for step t (1-based) in float64, as the rule above says; a float32
+    program rounds each to float32 once, where it meets the float32 update."""
+    return 1.0 - spec.beta1 ** t, 1.0 - spec.beta2 ** t
 
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": {},

@@ -1,0 +1,169 @@
+"""What the parity gate compares a framework with, computed once per (spec, data, K) and cached on disk.
+
+    python -m runner verify          # computes it once in the parent; each framework's process reads it
+    python -m runner run             # the parity check after training reads it too
+
+Three things, all from runner.workload.reference's weights and epoch-0 batches:
+  * the float64 trajectory: the loss of each of the first K steps (runner.parity.float64);
+  * at a few checked steps k: the float64 state (weights, Adam moments) rounded to float32, and the
+    float64 result of one step *from that rounded state*: loss, logits, gradient, weight update.
+    A framework loaded with the same float32 state must reproduce that step to float32 accuracy,
+    however chaotic the trajectory around it (runner.parity.gate);
+  * the float32 envelope: REPLICAS float32 replicas of the reference (runner.parity.npfloat32), each
+    started from the initial weights moved by +-1 float32 ulp, elementwise at random; how far their
+    losses stray from the float64 trajectory is what honest float32 arithmetic does on this spec.
+
+The cache is a best effort: a write that fails (read-only or full disk) warns and the result is used
+anyway; an entry that cannot be read back completely (truncated, corrupt, another layout) is deleted
+with a warning and computed again.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from runner.parity import float64
+from runner.workload import reference
+from runner.workload.spec import Spec
+
+REPLICAS = 8
+MAX_CHECKED = 10            # steps checked from the reference's state, at most ...
+CHECK_BUDGET = 2_500_000    # ... and at most this many parameter values over all of them (cache size)
+CACHE_LAYOUT = 2            # bump when the cached arrays change: old entries are then simply not read
+
+
+def checked_steps(spec: Spec, steps: int) -> list[int]:
+    """0-based steps checked from the reference's state: spread evenly over the K steps, step 0 first."""
+    from runner.workload import models
+
+    n = max(1, min(MAX_CHECKED, steps, CHECK_BUDGET // models.n_params(spec.model)))
+    return sorted({int(round(i)) for i in np.linspace(0, steps - 1, n)})
+
+
+def _f32(d: dict) -> dict:
+    return {k: np.asarray(a, np.float32) for k, a in d.items()}
+
+
+def _f64(d: dict) -> dict:
+    return {k: np.asarray(a, np.float64) for k, a in d.items()}
+
+
+def compute(spec: Spec, train_x, train_y, steps: int, replicas: int = REPLICAS) -> dict:
+    """The yardstick (see the module docstring) for the first `steps` steps of epoch 0, on one BLAS
+    thread: its matrices are small, and OpenBLAS' threads spin-wait when the host is busy (measured
+    on a loaded 2-core host: 7.7 s per float64 step with 2 threads, 0.6 s with one)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _compute(spec, train_x, train_y, steps, replicas)
+
+
+def _compute(spec: Spec, train_x, train_y, steps: int, replicas: int) -> dict:
+    if spec.optimizer != "adam" or spec.loss != "softmax_cross_entropy":
+        raise ValueError(f"the NumPy reference knows adam + softmax_cross_entropy only, not"
+                         f" {spec.optimizer} + {spec.loss}")
+    order = reference.epoch_order(spec, 0)[:steps]
+    init = reference.initial_params(spec)
+    checked = checked_steps(spec, len(order))
+    p = _f64(init)
+    opt, losses, at = float64.Adam(spec, p), [], []
+    for k, idx in enumerate(order):
+        x, y = train_x[idx], train_y[idx]
+        if k in checked:
+            w32, m32, v32 = _f32(p), _f32(opt.m), _f32(opt.v)
+            loss, logits, grads = float64.forward_backward(spec.model, _f64(w32), x, y)
+            one = float64.Adam(spec, w32)
+            one.m, one.v, one.t = _f64(m32), _f64(v32), k
+            after = one.step(_f64(w32), grads)
+            at.append({"w": w32, "m": m32, "v": v32, "loss": loss, "logits": logits, "g": _f32(grads),
+                       "dw": _f32({n: after[n] - w32[n] for n in w32})})
+        loss, _, grads = float64.forward_backward(spec.model, p, x, y)
+        p = opt.step(p, grads)
+        losses.append(loss)
+    return {"losses": np.array(losses), "checked": np.array(checked), "at": at,
+            "replica_losses": replica_losses(spec, init, train_x, train_y, order, replicas)}
+
+
+def replica_losses(spec: Spec, init: dict, train_x, train_y, order, replicas: int) -> np.ndarray:
+    """(replicas, steps) losses of float32 replicas started +-1 ulp away from `init`."""
+    from runner.parity.npfloat32 import NumpyFloat32Backend
+
+    out = np.zeros((replicas, len(order)))
+    for r in range(replicas):
+        rng = np.random.default_rng([spec.seed, 0x554C50, r])  # "ULP": a stream of its own
+        start = {k: np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(np.float32))
+                 for k, a in init.items()}
+        b = NumpyFloat32Backend(spec)
+        b.setup(start, train_x, train_y, train_x[:0], train_y[:0])
+        out[r] = [float(b.train_epoch(row[None]).loss_sum) for row in order]
+    return out
+
+
+# -- the on-disk cache ------------------------------------------------------------------------------
+
+def cache_path(spec: Spec, data_sha: str, steps: int) -> Path:
+    from runner.data.store import cache_root
+
+    return cache_root() / "parity" / f"v{CACHE_LAYOUT}-{spec.hash[:16]}-{data_sha[:16]}-{steps}.npz"
+
+
+def _pack(y: dict) -> bytes:
+    arrays = {"losses": y["losses"], "checked": y["checked"], "replica_losses": y["replica_losses"]}
+    for i, a in enumerate(y["at"]):
+        arrays[f"{i}/loss"], arrays[f"{i}/logits"] = np.array(a["loss"]), a["logits"]
+        for part in ("w", "m", "v", "g", "dw"):
+            arrays.update({f"{i}/{part}/{n}": v for n, v in a[part].items()})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(z, names: list[str], steps: int) -> dict:
+    """Everything read eagerly, so a truncated member fails here and not later; KeyError or
+    ValueError if the entry is incomplete or shaped for another spec."""
+    losses, checked = np.asarray(z["losses"], np.float64), np.asarray(z["checked"])
+    if losses.shape != (steps,):
+        raise ValueError(f"{len(losses)} losses, expected {steps}")
+    at = []
+    for i in range(len(checked)):
+        a = {"loss": float(z[f"{i}/loss"]), "logits": np.asarray(z[f"{i}/logits"])}
+        for part in ("w", "m", "v", "g", "dw"):
+            a[part] = {n: np.asarray(z[f"{i}/{part}/{n}"]) for n in names}
+        at.append(a)
+    return {"losses": losses, "checked": checked, "at": at, "replica_losses": np.asarray(z["replica_losses"])}
+
+
+def _warn(message: str) -> None:
+    print(f"parity: warning: {message}", file=sys.stderr)
+
+
+def load_or_compute(spec: Spec, train_x, train_y, data_sha: str, steps: int) -> dict:
+    """compute(), read from the cache if a good entry is there, else computed and (best effort) stored."""
+    from runner import atomic
+
+    steps = min(steps, spec.steps_per_epoch)
+    path = cache_path(spec, data_sha, steps)
+    names = list(reference.initial_params(spec))
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return _unpack(z, names, steps)
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            _warn(f"the cached reference {path} is unreadable ({type(e).__name__}: {e}); deleting it and"
+                  f" computing it again")
+            try:
+                path.unlink()
+            except OSError as e2:
+                _warn(f"could not delete {path} ({type(e2).__name__}: {e2})")
+    y = compute(spec, train_x, train_y, steps)
+    try:
+        atomic.write_bytes(path, _pack(y), replace=True)
+    except OSError as e:  # a cache, not a result: the check goes on without it
+        _warn(f"could not cache the reference at {path} ({type(e).__name__}: {e}); it will be computed"
+              f" again next time")
+    return y
