@@ -41,8 +41,11 @@ def parse_frameworks(text: str) -> list[str]:
 
 
 def installed(name: str) -> bool:
-    """Cheap check (no import): is the framework's package on the path at all?"""
-    return importlib.util.find_spec(REGISTRY[name][1]) is not None
+    """Cheap check (no import): is the framework's package on the path at all? For a framework that runs
+    under another interpreter ($DLBENCH_PYTHONS, runner.machine.interpreters), that interpreter answers."""
+    from runner.machine import interpreters
+
+    return interpreters.installed(name, REGISTRY[name][1])
 
 
 def install_hint(name: str) -> str:

@@ -26,6 +26,7 @@ PLATFORMS: dict[str, str] = {
                         # runner.machine.metal finds one, else the CPU, saying why (preflight below)
     "colab": "auto",
     "kaggle": "auto",
+    "jupyterhub": "auto",  # a JupyterHub server (platforms/notebook/ runs there too)
     "slurm": "auto",    # a task of a Slurm job (array)
 }
 
@@ -36,7 +37,7 @@ def detect(environ=os.environ, root: Path = where.ROOT) -> str:
     """The most specific platform the machine shows (runner.machine.where reads the signs; `root` stands in
     for / in tests): notebooks and Slurm run inside containers, so they come first."""
     notebook = where.notebook(environ, modules={})["kind"]
-    if notebook in ("colab", "kaggle"):
+    if notebook in ("colab", "kaggle", "jupyterhub"):
         return notebook
     if where.scheduler(environ):
         return "slurm"
