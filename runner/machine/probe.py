@@ -286,8 +286,8 @@ def _framework_line(b: dict) -> str:
 def _image_line(image: dict | None) -> str:
     if not image:
         return "none (not a dlbench image)"
-    return (f"{image.get('image')} {image.get('version')} (revision {image.get('revision')},"
-            f" {image.get('lock_file')} sha256 {str(image.get('lock_sha256'))[:12]})")
+    locks = ", ".join(f"{name} sha256 {str(sha)[:12]}" for name, sha in (image.get("locks") or {}).items())
+    return f"{image.get('image')} {image.get('version')} (revision {image.get('revision')}; {locks or 'no lock'})"
 
 
 def render(info: dict) -> str:
