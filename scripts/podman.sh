@@ -97,7 +97,8 @@ run() {
   mkdir -p "$results"
   [ "$kind" = cuda ] && gpus=(--device nvidia.com/gpu=all)  # CDI, as the NVIDIA container toolkit sets it up
   # --network=none: the image carries its data (MNIST verified at build time); a run needs no network
-  exec podman run --rm --network=none "${gpus[@]}" -v "$results:/results" "dlbench:$kind" "$@"
+  # --user: the records belong to whoever runs this (the image works under any uid)
+  exec podman run --rm --network=none --user "$(id -u):$(id -g)" "${gpus[@]}" -v "$results:/results" "dlbench:$kind" "$@"
 }
 
 case "${1:-}" in

@@ -64,6 +64,17 @@ def test_lock_resolves_for_linux_and_matches_its_inputs(kind):
     assert "resolves and matches its inputs" in done.stdout
 
 
+def test_the_gpu_vm_script_says_what_is_missing_here():
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an NVIDIA driver: the script would build and run dlbench:cuda")
+    done = subprocess.run(["bash", str(ROOT / "platforms/jetstream/run.sh"), "--preset", "smoke"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("jetstream: no nvidia-smi: this VM has no NVIDIA driver (Jetstream2: use a GPU"
+                                   " flavor and a featured Ubuntu image; Ubuntu: sudo ubuntu-drivers install,"
+                                   " then reboot)")
+
+
 # ---- dlbench:cpu with real podman ----------------------------------------------------------------
 
 def _podman_env() -> dict:
