@@ -1,7 +1,8 @@
 # dlbench: paste this one cell into Colab, Kaggle or a JupyterHub notebook and run it.
 # It installs dlbench (never over the notebook's own torch/TensorFlow/JAX), fetches and verifies MNIST,
 # runs the standard workload on every framework the notebook has (on its GPU if it has one), shows the
-# table and saves the records. Settings (environment variables, or edit the three lines below):
+# table and saves the records. Kaggle: switch Internet on (notebook settings) so that pip can install.
+# Settings (environment variables, or edit the lines below):
 #   DLBENCH_SOURCE  where to install dlbench from: a pip requirement, URL or local path
 #   DLBENCH_ARGS    `run` flags, e.g. "--preset smoke" (a one-minute check) or "--framework torch --epochs 5"
 #   DLBENCH_OUT     the records folder (default: /kaggle/working, /content or ~, + dlbench-results)
