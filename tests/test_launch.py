@@ -206,3 +206,14 @@ def test_no_container_engine_is_one_clear_error(tmp_path):
                   "--launcher", "container", "--launcher-setting", f"engine=unix://{tmp_path}/nothing.sock")
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert f"no container engine answers at unix://{tmp_path}/nothing.sock" in out.stderr
+
+
+def test_the_process_launcher_starts_each_framework_with_its_environments_python(monkeypatch, tmp_path):
+    """dlbench:cuda holds torch and TF/JAX in two environments ($DLBENCH_PYTHONS); an explicit
+    `python` setting overrides the map for every framework."""
+    monkeypatch.setenv("DLBENCH_PYTHONS", json.dumps({"jax": "/opt/venvs/tfjax/bin/python"}))
+    launcher = launchers.get("process")
+    assert launcher.command(tmp_path / "r.json", "jax")[:3] == ["/opt/venvs/tfjax/bin/python", "-m",
+                                                               "runner.launch.child"]
+    assert launcher.command(tmp_path / "r.json", "torch")[0] == sys.executable
+    assert launchers.get("process", python="/x/python").command(tmp_path / "r.json", "jax")[0] == "/x/python"

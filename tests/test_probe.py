@@ -19,7 +19,7 @@ from runner.measure import nvml
 
 SCHEMA = json.loads((ROOT / "runner/records/schemas/record.v4.json").read_text())
 HARDWARE_KEYS = {"cpu", "memory_bytes", "gpus", "errors"}
-ENVIRONMENT_KEYS = {"hostname", "os", "container", "notebook", "scheduler", "cloud", "apple_chip", "thread_env",
+ENVIRONMENT_KEYS = {"hostname", "os", "container", "image", "notebook", "scheduler", "cloud", "apple_chip", "thread_env",
                     "errors"}
 GPU_KEYS = {"index", "name", "uuid", "memory_total_bytes", "driver_version", "cuda_driver_version",
             "compute_capability", "power_limit_w", "max_sm_clock_mhz", "max_memory_clock_mhz", "pcie_max_gen",

@@ -49,12 +49,16 @@ def parse_frameworks(text: str) -> list[str]:
 
 
 def installed(name: str) -> bool:
-    """Cheap check (no framework import): is the framework's package on the path at all?"""
+    """Cheap check (no framework import): is the framework's package there? Under another interpreter
+    ($DLBENCH_PYTHONS, runner.backends.interpreters) that interpreter answers; a `module:function`
+    probe (flux: juliacall and a Julia) is asked here."""
+    from runner.backends import interpreters
+
     probe = REGISTRY[name][1]
-    if ":" in probe:
+    if ":" in probe and name not in interpreters.table():
         module, function = probe.split(":")
         return bool(getattr(importlib.import_module(module), function)())
-    return importlib.util.find_spec(probe) is not None
+    return interpreters.installed(name, probe.split(":")[0])
 
 
 def install_hint(name: str) -> str:

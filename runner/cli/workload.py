@@ -99,10 +99,18 @@ def resolve(args) -> Workload:
     device = platforms.device_for(platform["name"], args.device)
     if args.framework.strip() == "all":  # every installed one; named ones run and report why if they can't
         for name in [f for f in frameworks if not backends.installed(f)]:
-            print(f"[{name}] not installed, skipped ({backends.install_hint(name)})", file=sys.stderr)
+            hint = backends.install_hint(name)  # the first step; a long recipe stays in README / the record
+            short = hint.split(";")[0] + ("; the rest: README.md" if ";" in hint else "")
+            print(f"[{name}] not installed, skipped ({short})", file=sys.stderr)
         frameworks = [f for f in frameworks if backends.installed(f)]
         if not frameworks:
             raise UserError(f"no framework is installed: {backends.install_hint('torch')}")
+    # What the platform needs, per framework, before anything starts (m1: MPS / Metal, one line each);
+    # a framework that cannot run on the device asked for is left out, and said so.
+    planned = platforms.preflight(platform["name"], frameworks, args.device, log=lambda m: print(m, file=sys.stderr))
+    frameworks = [f for f in frameworks if planned.get(f, device) is not None]
+    if not frameworks:
+        raise UserError(f"no framework can run on device {device} here (see the lines above)")
     options = backends.parse_option_args(args.option, frameworks)
     launcher = launchers.from_args(args.launcher, args.launcher_setting)
     launcher.preflight()

@@ -110,16 +110,20 @@ class ProcessLauncher(Launcher):
     """A subprocess on this machine, in the same process group (a terminal's Ctrl-C reaches both)."""
 
     name: ClassVar[str] = "process"
-    python: str | None = None     # the interpreter the child runs with; None: this one
+    python: str | None = None     # the interpreter every child runs with; None: the framework's own
     grace_s: float = 120.0        # how long a signalled child gets to write its record
 
-    def command(self, request_file: Path) -> list[str]:
-        return [self.python or sys.executable, "-m", CHILD, str(request_file)]
+    def command(self, request_file: Path, framework: str) -> list[str]:
+        """The child's command line; without a `python` setting, the interpreter of the framework's
+        environment ($DLBENCH_PYTHONS: an image can hold one per framework), else this one."""
+        from runner.backends.interpreters import python_for
+
+        return [self.python or python_for(framework), "-m", CHILD, str(request_file)]
 
     def start(self, request_file: Path, request: RunRequest) -> Exit:
         parent = os.getpid()
         preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
-        proc = subprocess.Popen(self.command(request_file), preexec_fn=preexec)
+        proc = subprocess.Popen(self.command(request_file, request.framework), preexec_fn=preexec)
 
         def wait_at_most(seconds: float) -> int:
             try:

@@ -145,7 +145,10 @@ def start(names: list[str] | None = None) -> dict[str, subprocess.Popen]:
     from runner import backends
 
     names = [n for n in backends.names() if backends.installed(n)] if names is None else names
-    return {n: subprocess.Popen([sys.executable, "-m", "runner.machine.buildinfo", n], stdout=subprocess.PIPE,
+    from runner.backends.interpreters import python_for
+
+    # each framework with the interpreter of its environment (an image may hold several: runner.backends.interpreters)
+    return {n: subprocess.Popen([python_for(n), "-m", "runner.machine.buildinfo", n], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for n in names}
 
 

@@ -1,6 +1,6 @@
 """Which platform a run is on: --platform, else $DLBENCH_PLATFORM, else detection.
 
-    python -m runner run --platform m1
+    python -m runner run --platform m1          # + preflight(): which framework reaches the Apple GPU
     DLBENCH_PLATFORM=cuda python -m runner run
 
 The record keeps both the name and how it was decided (platform.source: flag | env | detected).
@@ -22,9 +22,11 @@ PLATFORMS: dict[str, str] = {
     "cpu": "cpu",       # any machine, forced onto the CPU
     "cuda": "cuda",     # a GPU box or cloud VM (e.g. Jetstream)
     "docker": "auto",   # inside a Docker/podman container (dlbench:cuda, dlbench:cpu)
-    "m1": "mps",        # Apple Silicon laptop: PyTorch on MPS, tensorflow-metal, jax-metal
+    "m1": "auto",       # Apple Silicon: each framework on its Metal path (MPS, tensorflow-metal, jax-metal) where
+                        # runner.machine.metal finds one, else the CPU, saying why (preflight below)
     "colab": "auto",
     "kaggle": "auto",
+    "jupyterhub": "auto",  # a JupyterHub server (platforms/notebook/ runs there too)
     "slurm": "auto",    # a task of a Slurm job (array)
 }
 
@@ -35,7 +37,7 @@ def detect(environ=os.environ, root: Path = where.ROOT) -> str:
     """The most specific platform the machine shows (runner.machine.where reads the signs; `root` stands in
     for / in tests): notebooks and Slurm run inside containers, so they come first."""
     notebook = where.notebook(environ, modules={})["kind"]
-    if notebook in ("colab", "kaggle"):
+    if notebook in ("colab", "kaggle", "jupyterhub"):
         return notebook
     if where.scheduler(environ):
         return "slurm"
@@ -64,3 +66,16 @@ def resolve(flag: str | None, environ=os.environ) -> dict[str, str]:
 
 def device_for(platform_name: str, device_flag: str | None) -> str:
     return device_flag or PLATFORMS[platform_name]
+
+
+def preflight(platform_name: str, frameworks: list[str], device_flag: str | None, log=print) -> dict[str, str | None]:
+    """Checks, before any worker starts, what the platform needs per framework; {framework: device} (None:
+    do not run it). Only m1 has something to check today (runner.machine.metal): MPS / Metal per framework,
+    one clear line each. UserError when --platform m1 is asked for on a machine that is not an Apple-Silicon Mac."""
+    if platform_name != "m1":
+        return {f: device_for(platform_name, device_flag) for f in frameworks}
+    from runner.machine import metal
+
+    rows = metal.plan(frameworks, device_flag)
+    log(metal.render(rows))
+    return {r["framework"]: r["device"] for r in rows}

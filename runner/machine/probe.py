@@ -183,6 +183,7 @@ def environment(environ=os.environ, root: Path = where.ROOT, dmi: Path = where.D
         "hostname": soft("hostname", socket.gethostname),
         "os": soft("os", where.os_info),
         "container": soft("container", where.container, environ, root),
+        "image": soft("image", where.image, environ),
         "notebook": soft("notebook", where.notebook, environ),
         "scheduler": soft("scheduler", where.scheduler, environ),
         "cloud": soft("cloud", where.cloud, dmi),
@@ -212,9 +213,12 @@ def software() -> dict:
 
 
 def git_sha() -> str | None:
-    """The commit of the runner's source tree, '+dirty' if it has uncommitted changes; None when the
-    runner is not running from a git checkout."""
+    """The commit of the runner's source tree, '+dirty' if it has uncommitted changes; else
+    $DLBENCH_GIT_SHA, which builds without a checkout set (the images, from their REVISION build
+    argument); None when neither says."""
     root = Path(__file__).resolve().parent.parent
+    if not (root.parent / ".git").exists():  # installed or copied sources: git would find no repo, or a wrong one
+        return os.environ.get("DLBENCH_GIT_SHA") or None
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5)
@@ -279,6 +283,13 @@ def _framework_line(b: dict) -> str:
             f" threads {b.get('threads')} (interop {b.get('interop_threads')})")
 
 
+def _image_line(image: dict | None) -> str:
+    if not image:
+        return "none (not a dlbench image)"
+    locks = ", ".join(f"{name} sha256 {str(sha)[:12]}" for name, sha in (image.get("locks") or {}).items())
+    return f"{image.get('image')} {image.get('version')} (revision {image.get('revision')}; {locks or 'no lock'})"
+
+
 def render(info: dict) -> str:
     """The probe as aligned `name  value` lines, then every unreadable field as `(field)  reason`."""
     hw, env, sw, cpu_ = info["hardware"], info["environment"], info["software"], info["hardware"]["cpu"]
@@ -297,6 +308,7 @@ def render(info: dict) -> str:
     job, cloud = env["scheduler"], env["cloud"]
     lines += [("os", f"{os_.get('system')} {os_.get('release')}, {os_.get('distro') or 'distro unknown'}"),
               ("container", f"{box['kind']} ({box['evidence']})" if box.get("kind") else "none detected"),
+              ("image", _image_line(env.get("image"))),
               ("notebook", nb.get("kind") or "none"),
               ("scheduler", "none" if not job else ", ".join(f"{k} {v}" for k, v in job.items() if v is not None)),
               ("cloud", None if cloud is None else f"{cloud['provider'] or 'none detected'}"

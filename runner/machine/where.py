@@ -1,4 +1,4 @@
-"""Where this process runs: OS, container, notebook, batch scheduler, cloud, Apple chip.
+"""Where this process runs: OS, container (and the dlbench image), notebook, batch scheduler, cloud, Apple chip.
 
     python -m runner probe          # the `environment` part of the probe
     python -m runner run            # the record's `environment`; --platform detection (runner.machine.platforms)
@@ -10,6 +10,7 @@ it needs raises, and the caller records the reason (runner.machine.probe's soft-
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -101,6 +102,22 @@ def container(environ=os.environ, root: Path = ROOT) -> dict:
         if word in cgroup:
             return {"kind": kind, "evidence": f"/proc/1/cgroup mentions {word}"}
     return {"kind": None, "evidence": None}
+
+
+def image(environ=os.environ) -> dict | None:
+    """The dlbench image this process runs in: the JSON its build wrote (images/image_info.py: image tag,
+    version, revision, source, base image, lock file and its sha256), found through $DLBENCH_IMAGE_INFO
+    (set by images/*/Dockerfile). None outside a dlbench image; raises Unknown when the file is unreadable."""
+    path = environ.get("DLBENCH_IMAGE_INFO")
+    if not path:
+        return None
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise Unknown(f"DLBENCH_IMAGE_INFO={path} is unreadable ({e})") from None
+    if not isinstance(info, dict):
+        raise Unknown(f"DLBENCH_IMAGE_INFO={path} holds no JSON object")
+    return info
 
 
 def notebook(environ=os.environ, modules=None) -> dict:

