@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,39 @@ def test_cpu_image_runs_mnist_offline_from_the_data_it_carries(cpu_image, tmp_pa
     record = records.read(path)
     assert record["data"]["dataset"] == "mnist" and record["data"]["verified"] is True
     assert record["status"] in ("ok", "below_target") and record["parity"]["status"] == "pass"
+
+
+@pytest.fixture(scope="module")
+def podman_socket(cpu_image, tmp_path_factory):
+    """podman's Docker-compatible API on a socket of our own: what --launcher container talks to."""
+    sock = tmp_path_factory.mktemp("podman-api") / "podman.sock"
+    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=cpu_image,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sock.exists(), "podman system service did not open its socket"
+    yield f"unix://{sock}"
+    service.terminate()
+    service.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_container_launcher_runs_each_child_in_the_image(podman_socket, cpu_image, tmp_path, synthetic_dir):
+    """`run --launcher container`: the host's CLI, each run's child inside dlbench:cpu (docker SDK over
+    podman's socket); the record says which launcher, which image, which container."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--framework", "torch", "--preset", "smoke", "--dataset", "synthetic",
+         "--data-dir", str(synthetic_dir), "--out", str(out), "--parity-steps", "5", "--launcher", "container",
+         "--launcher-setting", "image=localhost/dlbench:cpu", "--launcher-setting", f"engine={podman_socket}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env=cpu_image)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[torch/cpu] epoch 1/1" in done.stderr  # the child's progress, streamed from the container
+    (path,) = out.glob("*.json")
+    rec = records.read(path)
+    assert rec["status"] == "ok" and rec["parity"]["status"] == "pass"
+    assert rec["launcher"]["name"] == "container" and rec["launcher"]["settings"]["image"] == "localhost/dlbench:cpu"
+    assert rec["environment"]["container"]["kind"] == "podman"  # probed inside, not copied from the host
+    assert rec["environment"]["image"]["image"] == "dlbench:cpu"
+    assert (out / rec["log_file"]).exists() and path.stat().st_uid == os.getuid()
