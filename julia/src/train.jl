@@ -1,5 +1,5 @@
-# What runner/backends/flux_backend.py calls: setup, set_order!, train_epoch!, evaluate,
-# probe_step, parameters, set_state!, adam_state, synchronize!, device_peak_memory, build_info. Everything Python needs back
+# What runner/backends/flux_backend.py calls: setup, set_order!, train_epoch!, evaluate, probe_step,
+# parameters, set_state!, adam_state, synchronize!, device_peak_memory, build_info. Everything Python needs back
 # is a Julia Tuple, Int, Float64, String or Array (juliacall converts these); only set_order! and probe_step
 # read Python objects (NumPy indices), so Python may call the others with the GIL released.
 
