@@ -277,7 +277,7 @@ def test_every_julia_function_python_calls_is_defined():
     """The bridge's contract: each DLBenchFlux name flux_backend and julia_env call is defined in julia/src."""
     source = "\n".join(p.read_text() for p in (ROOT / "julia" / "src").glob("*.jl"))
     called = ["setup", "set_order!", "train_epoch!", "evaluate", "synchronize!", "device_peak_memory",
-              "probe_step", "parameters", "build_info", "functional"]
+              "probe_step", "parameters", "set_state!", "adam_state", "build_info", "functional"]
     for name in called:
         assert f"function {name}(" in source or f"\n{name}(" in source, name
     python = (ROOT / "runner" / "backends" / "flux_backend.py").read_text()
@@ -309,7 +309,7 @@ class _NumpyDLBenchFlux:
 
     def __init__(self):
         for name in ("setup", "set_order_b", "train_epoch_b", "evaluate", "synchronize_b", "probe_step",
-                     "parameters", "build_info", "device_peak_memory"):
+                     "parameters", "set_state_b", "adam_state", "build_info", "device_peak_memory"):
             setattr(self, name, _Fn(getattr(self, "_" + name)))
 
     def _setup(self, folder, device):
@@ -350,6 +350,21 @@ class _NumpyDLBenchFlux:
 
     def _parameters(self, st):
         return tuple(st["p"][n].T for n in st["names"])
+
+    def _set_state_b(self, st, folder, t):
+        """set_state!: the bundle's weights and moments by name, SpecAdam's t steps taken (float64.Adam
+        is the spec's Adam: bias corrections in float64 from the step count, as SpecAdam)."""
+        manifest, jl = julia_bundle.read_as_julia(Path(folder))
+        assert isinstance(t, int) and t >= 0 and manifest["params"] == st["names"]
+        load = lambda prefix: {n: julia_bundle.from_julia(jl[prefix + n]).astype(np.float64)  # noqa: E731
+                               for n in st["names"]}
+        p, m, v = load(""), load("m:"), load("v:")
+        assert all(jl[k].dtype == np.float32 for k in jl) and all(p[n].shape == st["p"][n].shape for n in p)
+        st["p"], st["adam"].m, st["adam"].v, st["adam"].t = p, m, v, t
+
+    def _adam_state(self, st):
+        a = st["adam"]
+        return (a.t, *[a.m[n].T for n in st["names"]], *[a.v[n].T for n in st["names"]])
 
     def _build_info(self, device):
         return json.dumps({"julia": "1.11.0", "flux": "0.16.11", "optimisers": "0.4.8", "zygote": "0.7.10",
@@ -403,4 +418,52 @@ def test_bridge_marshalling_through_the_harness_and_the_gate(gil, tiny):
     assert b.peak_memory() == CPU_PEAK_MEMORY
     result = gate.check(lambda: _standin_backend(spec, {"gil": gil}), spec, data, 4)
     assert result["status"] == "pass", result   # float64 in, float64 out: the plumbing loses nothing
-    assert result["grad_rel_diff"] < 1e-12 and result["weights_rel_diff"] < 1e-12
+    assert result["checked_steps"] == [1, 2, 3, 4]
+    values = {k: c["value"] for k, c in result["checks"].items()}
+    assert values["loss_rel_diff"] < 1e-12 and values["logits_max_diff"] < 1e-12
+    assert values["grad_rel_diff"] < 1e-6    # against the reference's gradient rounded to float32
+    assert values["update_rel_diff"] == 0 and abs(values["update_bias"]) < 1e-9   # ref dw rounded to float32
+
+
+def test_set_state_and_adam_state_round_trip_through_the_bundle(tiny, tmp_path):
+    """set_state loads weights, m, v and t as the gate hands them over (one bundle, the layout
+    julia/src reads); adam_state and parameters give them back unchanged in canonical order and
+    layout; the next step is step t + 1."""
+    spec, data = tiny
+    b = _standin_backend(spec)
+    b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
+    m0, v0, t0 = b.adam_state()
+    assert t0 == 0 and list(m0) == b.names and all(not m0[n].any() and not v0[n].any() for n in b.names)
+    rng = np.random.default_rng(3)
+    w = {n: (rng.standard_normal(a.shape) * 0.1).astype(np.float32) for n, a in m0.items()}
+    m = {n: (rng.standard_normal(a.shape) * 1e-3).astype(np.float32) for n, a in m0.items()}
+    v = {n: (rng.random(a.shape) * 1e-6).astype(np.float32) for n, a in m0.items()}
+    # The bundle as Julia reads it: weights, then m:, then v:, dense weights (in, out), kernels WHIO.
+    manifest, jl = julia_bundle.read_as_julia(flux_backend.write_state(tmp_path / "state", b.names, w, m, v))
+    assert manifest["params"] == b.names
+    assert list(jl) == b.names + [f"m:{n}" for n in b.names] + [f"v:{n}" for n in b.names]
+    assert jl["m:fc1.weight"].shape == (400, 120) and np.array_equal(jl["m:fc1.weight"].T, m["fc1.weight"])
+    assert jl["v:conv2.weight"].shape == (5, 5, 6, 16) and all(a.dtype == np.float32 for a in jl.values())
+
+    b.set_state(w, m, v, 7)
+    got_m, got_v, t = b.adam_state()
+    got_w = b.parameters()
+    assert t == 7 and list(got_m) == list(got_v) == list(got_w) == b.names
+    for n in b.names:
+        assert got_m[n].flags.c_contiguous and got_v[n].flags.c_contiguous
+        assert np.array_equal(got_w[n], w[n]) and np.array_equal(got_m[n], m[n]) and np.array_equal(got_v[n], v[n])
+    # One step from there is step 8: bias corrections 1 - beta^8, not 1 - beta^1.
+    row = reference.epoch_order(spec, 0)[0]
+    b.train_epoch(row[None])
+    p64 = {n: a.astype(np.float64) for n, a in w.items()}
+    _, _, grads = float64.forward_backward(spec.model, p64, data.train_x[row], data.train_y[row])
+    want = float64.Adam(spec, p64)
+    (want.m, want.v), want.t = ({n: a.astype(np.float64) for n, a in d.items()} for d in (m, v)), 7
+    expect = want.step(p64, grads)
+    after = b.parameters()
+    assert all(np.allclose(after[n], expect[n], rtol=0, atol=1e-15) for n in b.names)
+    assert b.adam_state()[2] == 8
+    first = float64.Adam(spec, p64)
+    first.m, first.v = ({n: a.astype(np.float64) for n, a in d.items()} for d in (m, v))
+    wrong = first.step(p64, grads)   # had t been dropped: a visibly different update
+    assert not np.allclose(after["fc1.weight"], wrong["fc1.weight"], rtol=0, atol=1e-9)

@@ -5,7 +5,7 @@ The dlbench workload (DESIGN.md: LeNet-5 and the other models of runner/workload
 mean softmax cross-entropy) in Flux.jl, driven from Python through juliacall:
 
     python -m runner run --framework flux        # runner/backends/flux_backend.py calls setup/train_epoch!/...
-    python -m runner verify --framework flux     # the parity gate: probe_step and parameters
+    python -m runner verify --framework flux     # the parity gate: probe_step, parameters, set_state!, adam_state
     julia --project=julia -e 'using Pkg; Pkg.test()'
 
 Python owns the clock, the batch order and the records (runner/workload/harness.py); this module

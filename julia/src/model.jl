@@ -62,6 +62,15 @@ function build(layers, params::Vector)
 end
 
 """
+    flux_layout(kind, field, a)
+
+A canonical tensor in bundle layout as Flux holds it in a `kind` (:conv or :dense) layer's `field`
+(:weight or :bias): dense weights transposed (as `build` does), everything else as it is.
+"""
+flux_layout(kind::Symbol, field::Symbol, a::AbstractArray) =
+    kind === :dense && field === :weight ? permutedims(a) : a
+
+"""
     canonical(layers_or_grads, slots) -> Vector{Array}
 
 Weights (a Chain's `layers`) or gradients (the `layers` field of a Zygote gradient of a Chain) as

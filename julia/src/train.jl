@@ -1,5 +1,5 @@
-# What runner/backends/flux_backend.py calls: setup, set_order!, train_epoch!, evaluate,
-# probe_step, parameters, synchronize!, device_peak_memory, build_info. Everything Python needs back
+# What runner/backends/flux_backend.py calls: setup, set_order!, train_epoch!, evaluate, probe_step,
+# parameters, set_state!, adam_state, synchronize!, device_peak_memory, build_info. Everything Python needs back
 # is a Julia Tuple, Int, Float64, String or Array (juliacall converts these); only set_order! and probe_step
 # read Python objects (NumPy indices), so Python may call the others with the GIL released.
 
@@ -127,6 +127,67 @@ end
 
 "The current weights, canonical order, bundle layout, on the host."
 parameters(s::State) = Tuple(canonical(s.model.layers, s.slots))
+
+"""
+    set_state!(state, dir, t)
+
+Load weights and SpecAdam's moments from the bundle Python wrote to `dir` (flux_backend.write_state:
+the parameters under their canonical names, then `m:<name>`, then `v:<name>`, canonical order and
+bundle layout, `meta.params` the names), `t` steps already taken: the next update is step t + 1,
+with its bias corrections. The parity gate checks single steps from the reference's state this way.
+Arrays are copied into the model's and the optimizer's own (device) arrays, so the Chain and the
+Optimisers.setup tree stay the ones train_epoch! updates.
+"""
+function set_state!(s::State, dir::AbstractString, t::Integer)
+    t >= 0 || error("set_state!: $t steps taken; it must be 0 or more")
+    meta, tensors, _ = read_bundle(dir)
+    names = [String(n) for n in meta.params]
+    length(names) == 2 * length(s.slots) ||
+        error("set_state!: $(length(names)) parameter tensors for $(length(s.slots)) layers with weight and bias")
+    to = device_adaptor(Val(s.device))
+    k = 0
+    for (i, kind) in s.slots
+        layer, leaves = s.model.layers[i], s.opt.layers[i]
+        for field in (:weight, :bias)
+            k += 1
+            name = names[k]
+            x, leaf = getproperty(layer, field), getproperty(leaves, field)
+            mt, vt, _ = leaf.state
+            for (dst, src) in ((x, tensors[name]), (mt, tensors["m:" * name]), (vt, tensors["v:" * name]))
+                a = flux_layout(kind, field, src)
+                # copyto! checks lengths only: a dense weight left (in, out) would load silently.
+                size(a) == size(dst) || error("set_state!: $name has size $(size(a)), the model's $(size(dst))")
+                copyto!(dst, to(a))
+            end
+            leaf.state = (mt, vt, Int(t))   # SpecAdam's state: (m, v, steps taken)
+        end
+    end
+    synchronize!(s)
+    return nothing
+end
+
+"""
+    adam_state(state) -> (t, m..., v...)
+
+SpecAdam's steps taken and its moments on the host, canonical order and bundle layout (as
+`parameters`): the first moments of every tensor, then the second moments.
+"""
+function adam_state(s::State)
+    t = s.opt.layers[first(s.slots)[1]].weight.state[3]
+    return (Int(t), canonical(moment_layers(s.opt, s.slots, 1), s.slots)...,
+            canonical(moment_layers(s.opt, s.slots, 2), s.slots)...)
+end
+
+# The optimizer tree's layers with the k-th state entry (1 = m, 2 = v) of each Leaf as `weight` and
+# `bias`, indexed like the Chain's layers, so `canonical` converts them like weights.
+function moment_layers(opt, slots, k::Int)
+    layers = Vector{Any}(nothing, length(opt.layers))
+    for (i, _) in slots
+        l = opt.layers[i]
+        layers[i] = (weight = l.weight.state[k], bias = l.bias.state[k])
+    end
+    return layers
+end
 
 synchronize!(s::State) = (synchronize(Val(s.device)); nothing)
 

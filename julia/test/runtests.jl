@@ -1,4 +1,4 @@
-# DLBenchFlux's own tests: bundle layouts, the model, SpecAdam, and one training step against the
+# DLBenchFlux's own tests: bundle layouts, the model, SpecAdam, set_state!/adam_state, and one training step against the
 # float64 NumPy reference that `python -m runner.parity.flux_fixture` wrote to fixture/.
 #
 #     julia --project=julia -e 'using Pkg; Pkg.instantiate(); Pkg.test()'
@@ -17,6 +17,29 @@ function relnorm(a::AbstractVector, b::AbstractVector)
     num = sum(sum(abs2, Float64.(x) .- Float64.(y)) for (x, y) in zip(a, b))
     den = sum(sum(abs2, Float64.(y)) for y in b)
     return sqrt(num / den)
+end
+
+"""
+    write_bundle(dir, named, params) -> dir
+
+A Float32 bundle as runner/backends/julia_bundle.py writes one (flux_backend.write_state for
+set_state!): `named` are name => array pairs, the arrays already in bundle layout (NumPy's shape
+reversed), so their column-major bytes are NumPy's C-order bytes; 64-byte aligned offsets.
+"""
+function write_bundle(dir::AbstractString, named, params)
+    entries = Any[]
+    open(joinpath(dir, "tensors.bin"), "w") do io
+        for (name, a) in named
+            write(io, zeros(UInt8, mod(-position(io), 64)))
+            push!(entries, Dict("name" => name, "dtype" => "float32", "shape" => reverse(collect(size(a))),
+                                "offset" => position(io)))
+            write(io, Array{Float32}(a))
+        end
+    end
+    manifest = Dict("format" => DLBenchFlux.FORMAT, "byte_order" => "little", "tensors" => entries,
+                    "params" => params)
+    write(joinpath(dir, "manifest.json"), DLBenchFlux.JSON3.write(manifest))
+    return dir
 end
 
 meta, tensors, names = DLBenchFlux.read_bundle(FIXTURE)
@@ -84,6 +107,44 @@ params = [tensors[n] for n in meta.params]
         @test relnorm(after, [tensors["expect_param:" * n] for n in meta.params]) <= 1e-5
         @test 0 <= DLBenchFlux.evaluate(state) <= 16
         @test DLBenchFlux.synchronize!(state) === nothing
+    end
+
+    @testset "set_state! and adam_state: the gate's state, t steps taken" begin
+        state = DLBenchFlux.setup(FIXTURE, "cpu")
+        n = length(params)
+        fresh = DLBenchFlux.adam_state(state)                   # (t, m..., v...)
+        @test fresh[1] == 0 && length(fresh) == 1 + 2n && all(a -> iszero(a), fresh[2:end])
+        @test all(size(fresh[1 + i]) == size(params[i]) for i in 1:n)   # bundle layout, as parameters
+        w = [p .+ 0.01f0 for p in params]
+        m = [fill(Float32(1e-3 * i), size(p)) for (i, p) in enumerate(params)]
+        v = [fill(Float32(1e-6 * i), size(p)) for (i, p) in enumerate(params)]
+        pnames = [String(x) for x in meta.params]
+        named = [pnames .=> w; ("m:" .* pnames) .=> m; ("v:" .* pnames) .=> v]
+        DLBenchFlux.set_state!(state, write_bundle(mktempdir(), named, pnames), 7)
+        loaded = DLBenchFlux.adam_state(state)
+        @test loaded[1] == 7
+        @test all(loaded[1 + i] == m[i] && loaded[1 + n + i] == v[i] for i in 1:n)
+        @test all(collect(DLBenchFlux.parameters(state)) .== w)
+
+        # The next update is step 8 (bias corrections 1 - beta^8), from the loaded moments.
+        idx = tensors["batch"]
+        g = collect(DLBenchFlux.probe_step(state, idx)[3:end])
+        sp = meta.spec
+        b1, b2, lr, eps = Float64(sp.beta1), Float64(sp.beta2), Float64(sp.learning_rate), Float64(sp.eps)
+        function expected_update(t)
+            return map(1:n) do i
+                gi = Float64.(g[i])
+                mt = b1 .* m[i] .+ (1 - b1) .* gi
+                vt = b2 .* v[i] .+ (1 - b2) .* gi .^ 2
+                -(lr / (1 - b1^t)) .* mt ./ (sqrt.(vt) ./ sqrt(1 - b2^t) .+ eps)
+            end
+        end
+        DLBenchFlux.set_order!(state, reshape(idx, 1, :))
+        DLBenchFlux.train_epoch!(state)
+        dw = [Float64.(a) .- Float64.(b) for (a, b) in zip(DLBenchFlux.parameters(state), w)]
+        @test relnorm(dw, expected_update(8)) <= 1e-4
+        @test relnorm(dw, expected_update(1)) > 1e-2          # t was not dropped
+        @test DLBenchFlux.adam_state(state)[1] == 8
     end
 
     @testset "build_info" begin

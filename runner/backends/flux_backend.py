@@ -1,7 +1,7 @@
 """Flux.jl backend: the spec in Julia (julia/src, module DLBenchFlux), driven through juliacall.
 
     python -m runner run --framework flux [--device cuda|mps|cpu] [--option flux.gil=release|hold]
-    python -m runner verify --framework flux
+    python -m runner verify --framework flux    # the parity gate: probe_step, parameters, set_state, adam_state
 
 Julia starts inside the worker process. Weights, data, the layer list and the spec's optimizer and
 loss fields go to Julia once, as a tensor bundle in a temporary folder (julia_bundle: NumPy's
@@ -65,6 +65,15 @@ def write_setup(folder, spec: Spec, params: dict[str, np.ndarray], train_x, trai
     meta = {"spec": spec_fields(spec), "layers": layer_list(spec.model), "params": list(params),
             "classes": _classes(spec.model)}
     return julia_bundle.write(folder, tensors, meta)
+
+
+def write_state(folder, names: list[str], params: dict, m: dict, v: dict):
+    """The bundle DLBenchFlux.set_state! reads: float32 weights under their canonical names, then
+    the first moments as m:<name>, then the second as v:<name>, all in canonical order and layout."""
+    tensors = {}
+    for prefix, arrays in (("", params), ("m:", m), ("v:", v)):
+        tensors.update({prefix + n: np.asarray(arrays[n], np.float32) for n in names})
+    return julia_bundle.write(folder, tensors, {"params": list(names)})
 
 
 def _classes(model: str) -> int:
@@ -153,3 +162,16 @@ class FluxBackend:
 
     def parameters(self):
         return {n: julia_bundle.from_julia(a) for n, a in zip(self.names, self.mod.parameters(self.state))}
+
+    def set_state(self, params, m, v, t):
+        # SpecAdam computes its bias corrections from the step count in Float64 (julia/src/adam.jl).
+        with tempfile.TemporaryDirectory(prefix="dlbench-flux-") as tmp:
+            write_state(tmp, self.names, params, m, v)
+            self.mod.set_state_b(self.state, tmp, int(t))
+
+    def adam_state(self):
+        t, *moments = self.mod.adam_state(self.state)
+        n = len(self.names)
+        m = {name: julia_bundle.from_julia(a) for name, a in zip(self.names, moments[:n])}
+        v = {name: julia_bundle.from_julia(a) for name, a in zip(self.names, moments[n:])}
+        return m, v, int(t)
