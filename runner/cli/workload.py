@@ -38,7 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
     p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
     p.add_argument("--launcher", choices=list(LAUNCHERS), default="process",
-                   help="how each framework's process is started (default: process, a subprocess here)")
+                   help="how each framework's process is started (default: process, a subprocess here;"
+                        " torchrun: PyTorch DistributedDataParallel ranks)")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="with --launcher torchrun: ranks per node (default 2; the world size must divide the batch)")
+    p.add_argument("--nnodes", type=int, metavar="N",
+                   help="with --launcher torchrun: nodes, each running torchrun under srun (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
                    help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
                         " tensorflow.jit_compile=off|on, jax.loop=step|scan")
@@ -100,4 +105,21 @@ def resolve(args) -> Workload:
         if not frameworks:
             raise UserError(f"no framework is installed: {backends.install_hint('torch')}")
     options = backends.parse_option_args(args.option, frameworks)
-    return Workload(spec, frameworks, platform, device, options, launchers.get(args.launcher))
+    return Workload(spec, frameworks, platform, device, options, _launcher(args, spec, frameworks))
+
+
+def _launcher(args, spec, frameworks):
+    """The launcher with its settings from the flags, checked against the workload before anything starts."""
+    from runner.launch import launchers
+
+    settings = {key: value for key, value in (("nproc_per_node", getattr(args, "nproc", None)),
+                                              ("nnodes", getattr(args, "nnodes", None))) if value is not None}
+    if settings and args.launcher != "torchrun":
+        raise UserError("--nproc and --nnodes need --launcher torchrun")
+    launcher = launchers.get(args.launcher, **settings)
+    if args.launcher == "torchrun":
+        if frameworks != ["torch"]:
+            raise UserError(f"--launcher torchrun starts PyTorch ranks: use --framework torch, not"
+                            f" {','.join(frameworks)} (JAX spreads over devices itself: --option jax.devices=N)")
+        launcher.check(spec)
+    return launcher

@@ -121,7 +121,8 @@ class ProcessLauncher(Launcher):
 
 # name -> "module:Class". The container (issue: platforms), torchrun and slurm (issue: scale-out)
 # launchers plug in here.
-LAUNCHERS: dict[str, str] = {"process": "runner.launch.launchers:ProcessLauncher"}
+LAUNCHERS: dict[str, str] = {"process": "runner.launch.launchers:ProcessLauncher",
+                             "torchrun": "runner.launch.torchrun:TorchrunLauncher"}
 
 
 def get(name: str = "process", **settings) -> Launcher:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner import atomic, records
+from runner.backends.base import single_parallel
 from runner.request import RunRequest
 from runner.machine import probe
 from runner.workload import harness
@@ -42,6 +43,7 @@ def skeleton(req: RunRequest) -> dict:
         "spec_hash": spec.hash,
         "framework": {"name": req.framework, "version": None, "build": None},
         "device": {"kind": None, "name": None, "requested": req.device},
+        "parallel": single_parallel(spec.batch_size),  # the backend's own once it is built
         "platform": dict(req.platform),
         "hardware": hardware,
         "software": probe.software(),
