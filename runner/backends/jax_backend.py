@@ -2,11 +2,23 @@
 
     python -m runner run --framework jax [--device cuda|mps|cpu] [--option jax.loop=scan|step]
 
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m runner run --framework jax --option jax.devices=2
+
 loop=step (default) dispatches one jitted step per batch; loop=scan compiles the whole epoch into one
 lax.scan. Both donate the weights and optimizer state, so XLA updates them in place.
+
+devices=N (or all) trains data-parallel over N of jax.devices() with jax.sharding: a one-axis Mesh,
+every global batch split along it (NamedSharding P("batch")), weights, optimizer state and data
+replicated; XLA inserts the gradient all-reduce, so each step is the one-device step on the same
+global batch (the parity gate checks it). It is a backend option, not a launcher, because JAX drives
+several devices from one process; where a launcher starts several processes with coordinates
+(srun with several tasks, or JAX_COORDINATOR_ADDRESS), jax.distributed.initialize joins them first
+and jax.devices() spans all of them (devices=all).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -48,7 +60,8 @@ def build_model(nn, model: str):
 
 class JaxBackend:
     name = "jax"
-    OPTIONS = {"loop": ("step", ("step", "scan"))}
+    OPTIONS = {"loop": ("step", ("step", "scan")),
+               "devices": ("1", ("1", "2", "4", "8", "16", "32", "64", "all"))}
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})
@@ -61,7 +74,9 @@ class JaxBackend:
         # float32 matmuls and convolutions at full precision (no TF32 on NVIDIA): the spec is float32.
         jax.config.update("jax_default_matmul_precision", "highest")
         self.jax, self.optax, self.nn, self.spec = jax, optax, nn, spec
+        _join_processes(jax)
         self.device = self._pick_device(device)
+        self._spread(self.options["devices"])
 
     def _pick_device(self, request: str):
         jax = self.jax
@@ -77,6 +92,62 @@ class JaxBackend:
         raise FrameworkUnavailable(f"device {request} requested, but jax {jax.__version__} has no such backend"
                                    f" (it has {jax.default_backend()})")
 
+    def _spread(self, wanted: str) -> None:
+        """The devices this run trains on, and how arrays are placed on them."""
+        jax, dev = self.jax, self.device
+        pool = [d for d in jax.devices() if d.platform == dev.platform]
+        n = len(pool) if wanted == "all" else int(wanted)
+        if n > len(pool):
+            hint = " (on the CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)" if dev.platform == "cpu" else ""
+            raise FrameworkUnavailable(f"devices={wanted}: jax sees {len(pool)} {dev.platform} device(s){hint}")
+        if self.spec.batch_size % n:
+            raise ValueError(f"devices={n} does not divide the global batch {self.spec.batch_size}")
+        self.n_devices, self.batch_split = n, None
+        if n == 1:
+            self.rep = dev
+            return
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        mesh = Mesh(np.array(pool[:n]), ("batch",))
+        self.rep = NamedSharding(mesh, P())             # weights, optimizer state, data: on every device
+        self.batch_split = NamedSharding(mesh, P("batch"))      # one global batch: its rows across devices
+        self.rows_split = NamedSharding(mesh, P(None, "batch"))  # an epoch's (steps, batch) order
+
+    def _put(self, tree, sharding=None):
+        """NumPy (or host) values onto the run's devices; from the callback, so that it also works when
+        the devices span several processes (each gives its own shards of the same value)."""
+        jax, sharding = self.jax, sharding or self.rep
+        if self.n_devices == 1:
+            return jax.device_put(tree, sharding)
+
+        def one(a):
+            a = np.asarray(a)
+            return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+        return jax.tree.map(one, tree)
+
+    def _split(self, a):
+        """Inside jit: keep a global batch split along the mesh (no-op on one device)."""
+        return a if self.batch_split is None else self.jax.lax.with_sharding_constraint(a, self.batch_split)
+
+    def _fetch(self, a) -> np.ndarray:
+        if getattr(a, "is_fully_addressable", True):
+            return np.asarray(a)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    def parallel(self) -> dict:
+        """The record's `parallel` block."""
+        from runner.backends.base import single_parallel
+
+        n, batch = self.n_devices, self.spec.batch_size
+        if n == 1:
+            return single_parallel(batch)
+        return {"world_size": n, "processes": self.jax.process_count(), "devices": n,
+                "strategy": "jax.sharding: NamedSharding, batch split, weights replicated", "comm_backend": "xla",
+                "global_batch": batch, "per_rank_batch": batch // n,
+                "timing": "one clock after block_until_ready on every device: the slowest device's time"}
+
     def info(self) -> dict:
         jax, dev = self.jax, self.device
         kind = {"gpu": "cuda", "metal": "mps"}.get(dev.platform.lower(), dev.platform.lower())
@@ -85,7 +156,8 @@ class JaxBackend:
         framework = {"name": "jax", "version": jax.__version__, "jaxlib": version("jaxlib"),
                      "flax": version("flax"), "optax": version("optax"), "mode": "jit",
                      "matmul_precision": "highest", "options": self.options}
-        return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind}}
+        return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind},
+                "parallel": self.parallel()}
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
         jax, optax, spec = self.jax, self.optax, self.spec
@@ -94,12 +166,13 @@ class JaxBackend:
         if spec.loss != "softmax_cross_entropy":
             raise FrameworkUnavailable(f"jax backend has no loss {spec.loss!r}")
         self.model = build_model(self.nn, spec.model)
-        put = lambda a: jax.device_put(a, self.device)  # noqa: E731
-        self.params = put(layouts.to_tree(layouts.to_channels_last(spec.model, params)))
+        put = self._put
+        params = layouts.to_tree(layouts.to_channels_last(spec.model, params))
+        self.params = put(params)
         # torch-style L2 (added to the gradient before Adam), then Adam with the spec's constants.
         self.tx = optax.chain(optax.add_decayed_weights(spec.weight_decay),
                               optax.adam(spec.learning_rate, b1=spec.beta1, b2=spec.beta2, eps=spec.eps))
-        self.opt_state = put(self.tx.init(self.params))
+        self.opt_state = put(self.tx.init(params))
         self.train_x, self.train_y = put(train_x[..., None]), put(train_y.astype(np.int32))
         self.test_x, self.test_y = put(test_x[..., None]), put(test_y.astype(np.int32))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
@@ -115,7 +188,7 @@ class JaxBackend:
 
         def step(carry, idx, train_x, train_y):
             params, opt_state, loss_sum, correct = carry
-            x, y = train_x[idx], train_y[idx]
+            x, y = self._split(train_x[idx]), self._split(train_y[idx])
             (loss, logits), grads = grad_fn(params, x, y)
             updates, opt_state = self.tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
@@ -129,14 +202,14 @@ class JaxBackend:
         self._step = jax.jit(step, donate_argnums=0)
         self._epoch = jax.jit(epoch_scan, donate_argnums=0)
         self._correct = jax.jit(lambda p, x, y: (self.model.apply({"params": p}, x).argmax(-1) == y).sum())
-        self._probe = jax.jit(grad_fn)
+        self._probe = jax.jit(lambda p, idx, tx, ty: grad_fn(p, self._split(tx[idx]), self._split(ty[idx])))
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
         jax, jnp = self.jax, self.jax.numpy
         assert order.shape[1] == self.batch_size
-        carry = (self.params, self.opt_state, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
-        carry = jax.device_put(carry, self.device)
-        batches = jax.device_put(order.astype(np.int32), self.device)
+        zeros = self._put((np.zeros((), np.float32), np.zeros((), np.int32)))
+        carry = (self.params, self.opt_state, *zeros)
+        batches = self._put(order.astype(np.int32), self.rows_split if self.n_devices > 1 else None)
         if self.options["loop"] == "scan":
             carry = self._epoch(carry, batches, self.train_x, self.train_y)
         else:
@@ -152,7 +225,7 @@ class JaxBackend:
         return correct
 
     def synchronize(self) -> None:
-        self.jax.block_until_ready((self.params, self.opt_state))
+        self.jax.block_until_ready((self.params, self.opt_state))  # every shard, on every device
 
     def peak_memory(self):
         stats = self.device.memory_stats()  # None on the CPU backend
@@ -162,10 +235,24 @@ class JaxBackend:
         return int(stats["peak_bytes_in_use"]), "jax Device.memory_stats()['peak_bytes_in_use']"
 
     def probe_step(self, idx):
-        x, y = self.train_x[idx], self.train_y[idx]
-        (loss, logits), grads = self._probe(self.params, x, y)
+        idx = self._put(np.asarray(idx, np.int32), self.batch_split)
+        (loss, logits), grads = self._probe(self.params, idx, self.train_x, self.train_y)
+        grads = self.jax.tree.map(self._fetch, grads)
         grads = layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, grads))
-        return float(loss), np.asarray(logits), grads
+        return float(loss), self._fetch(logits), grads
 
     def parameters(self):
         return layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, self.params))
+
+
+def _join_processes(jax) -> None:
+    """jax.distributed.initialize where a launcher started several processes and says where they meet:
+    srun with several tasks (JAX reads Slurm's variables) or JAX_COORDINATOR_ADDRESS. Once per process."""
+    several = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
+    if not (several or os.environ.get("JAX_COORDINATOR_ADDRESS")) or jax.distributed.is_initialized():
+        return
+    try:  # cross-process collectives on the CPU need gloo; GPUs use NCCL regardless
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):
+        pass
+    jax.distributed.initialize()
