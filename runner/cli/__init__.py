@@ -8,6 +8,8 @@
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
     python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
     python -m runner probe [--json] [--no-frameworks]
+    python -m runner run --framework torch --launcher torchrun --nproc 2      # DistributedDataParallel ranks
+    python -m runner slurm submit|status|wait|resubmit ... --out SHARED       # the matrix as a Slurm job array
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
 Each subcommand module has `add_parser(subparsers)` and `main(args) -> exit code`.
@@ -22,7 +24,8 @@ import sys
 from runner.errors import UserError
 
 # name -> module under runner.cli; the order is the order of --help
-SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "probe": "probe"}
+SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "probe": "probe",
+               "slurm": "slurm"}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 

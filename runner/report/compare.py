@@ -79,7 +79,35 @@ def options_label(rec: dict) -> str:
 def group_key(rec: dict) -> tuple:
     fw, dev = rec["framework"], rec["device"]
     return (rec["spec_hash"], rec["platform"]["name"], hardware_label(rec), fw["name"], fw.get("version"),
-            options_label(rec), dev.get("kind") or dev.get("requested"), dev.get("name"))
+            options_label(rec), dev.get("kind") or dev.get("requested"), dev.get("name"), *parallel_key(rec))
+
+
+def parallel_key(rec: dict) -> tuple[int, int]:
+    """(world size, devices): a data-parallel run never shares a row with a one-device run."""
+    par = rec.get("parallel") or {}
+    return par.get("world_size", 1), par.get("devices", 1)
+
+
+# The options that choose how many devices, not how the framework runs: a scaling pair differs in them.
+SCALE_OPTIONS = ("devices",)
+
+
+def _scale_key(row: dict) -> tuple:
+    """What a data-parallel row shares with its one-device row: all but the device count."""
+    options = ", ".join(p for p in (row["options"] or "").split(", ") if p and p.split("=")[0] not in SCALE_OPTIONS)
+    return (row["spec_hash"], row["platform"], row["hardware"], row["framework"], row["version"], options,
+            row["device"])
+
+
+def apply_scaling(table: list[dict]) -> None:
+    """speedup = the 1-device row's steady s/epoch / this row's; efficiency = speedup / devices. Only
+    where both rows exist and have timings (same spec, machine, framework and version, device kind)."""
+    single = {_scale_key(r): r for r in table if r["devices"] == 1 and r["steady_epoch_s"] is not None}
+    for row in table:
+        base = single.get(_scale_key(row))
+        if row["devices"] > 1 and base is not None and row["steady_epoch_s"]:
+            row["speedup"] = base["steady_epoch_s"] / row["steady_epoch_s"]
+            row["efficiency"] = row["speedup"] / row["devices"]
 
 
 def parity_verdict(group: list[dict]) -> str:
@@ -129,6 +157,10 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
         "version": first["framework"].get("version"),
         "options": options_label(first),
         "device": group_key(first)[6],
+        "world_size": parallel_key(first)[0],
+        "devices": parallel_key(first)[1],
+        "speedup": None,  # set by apply_scaling, against the 1-device row
+        "efficiency": None,
         "parity": parity_verdict(group),
         "platform": first["platform"]["name"],
         "hardware": hardware_label(first),
@@ -246,11 +278,12 @@ def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOI
     for rec in records:
         groups[group_key(rec)].append(rec)
     table = [aggregate(g, noisy_cv) for g in groups.values()]
+    apply_scaling(table)
     if baseline is not None:
         _apply_baseline(table, [_steady(g) for g in groups.values()], baseline)
     # Rows without timings last.
     return sorted(table, key=lambda r: (r["spec_hash"], r["steady_epoch_s"] is None, r["steady_epoch_s"] or 0,
-                                        r["framework"], r["device"]))
+                                        r["framework"], r["device"], r["devices"]))
 
 
 def _num(value, fmt: str) -> str:
@@ -277,7 +310,14 @@ def _notes(row: dict) -> str:
     return "; ".join(notes)
 
 
-def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
+def _scaling(row: dict) -> str:
+    """"1.84x, 92 %" against the 1-device row; "1 device" for that row."""
+    if row["speedup"] is None:
+        return "1 device" if row["devices"] == 1 else "-"
+    return f"{row['speedup']:.2f}x, {100 * row['efficiency']:.0f} %"
+
+
+def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bool = False) -> dict:
     runs = f"{row['completed']}/{row['runs']}"
     not_ok = {k: v for k, v in row["statuses"].items() if k != "ok"}
     if not_ok:
@@ -293,7 +333,8 @@ def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
     parity = {"fail": "FAIL: not comparable", "error": "error"}.get(row["parity"], row["parity"])
     out = {
         "framework": f"{row['framework']} {row['version'] or ''}".strip() + options,
-        "device": row["device"], "platform": row["platform"], "hardware": row["hardware"],
+        "device": row["device"] + (f" x{row['devices']}" if row["devices"] > 1 else ""),
+        "platform": row["platform"], "hardware": row["hardware"],
         "parity": parity, "runs ok": runs, "n": str(row["n"]),
         "s/epoch (median [95% CI])": _with_ci(row["steady_epoch_s"], row["steady_epoch_s_ci_low"],
                                               row["steady_epoch_s_ci_high"]),
@@ -309,6 +350,8 @@ def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
         "final acc %": pct(row["final_test_accuracy"]), "best acc %": pct(row["best_test_accuracy"]),
         ("s to target" if target is None else f"s to {100 * target:g}%"): ttt,
     }
+    if with_scaling:
+        out["scaling (speed-up, efficiency)"] = _scaling(row)
     if with_energy:
         out["train energy J"] = ("-" if row["energy_j"] is None
                                  else f"{row['energy_j']:,.0f} ({row['energy_method']})")
@@ -332,9 +375,10 @@ def render(table_rows: list[dict], fmt: str = "markdown") -> str:
     # Optional columns are the same in every block: a block without the baseline shows "-".
     with_baseline = any(r["baseline"] for r in table_rows)
     with_energy = any(r["energy_j"] is not None for r in table_rows)
+    with_scaling = any(r["speedup"] is not None for r in table_rows)
     for spec_hash in dict.fromkeys(r["spec_hash"] for r in table_rows):
         mine = [r for r in table_rows if r["spec_hash"] == spec_hash]
         blocks.append(f"### {mine[0]['spec']} (spec {spec_hash[:12]})\n\n"
-                      + tabulate([_display(r, with_baseline, with_energy) for r in mine], headers="keys",
+                      + tabulate([_display(r, with_baseline, with_energy, with_scaling) for r in mine], headers="keys",
                                  tablefmt="pipe", disable_numparse=True))
     return "\n\n".join(blocks) if blocks else "(no records)"
