@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.launch import ranks
+from runner.workload import ranks
 from runner.workload import models
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options, single_parallel
 from runner.workload.spec import Spec

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m runner.launch.child REQUEST.json", file=sys.stderr)
         return EXIT_USAGE
     from runner import console
-    from runner.launch import ranks
+    from runner.workload import ranks
     from runner.request import RunRequest
 
     try:

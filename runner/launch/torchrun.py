@@ -7,7 +7,7 @@
 
 torchrun (torch.distributed.run, run with the same interpreter) starts the ranks, sets RANK,
 WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT, and ends them all when one fails; every rank runs
-runner.launch.child on the same request file; rank 0 writes the one record (runner.launch.ranks).
+runner.launch.child on the same request file; rank 0 writes the one record (runner.workload.ranks).
 One node: --standalone (a local rendezvous on a free port). Several nodes: torchrun once per node
 under srun, meeting at a c10d rendezvous on the first node of the Slurm allocation; the request
 file must then be on a folder every node sees (the Slurm launcher's shared folder).

@@ -38,7 +38,7 @@ def run(req: RunRequest, started: float) -> tuple[dict, Path]:
     from runner import backends
     from runner.backends.base import FrameworkUnavailable
     from runner import console
-    from runner.launch import ranks
+    from runner.workload import ranks
     from runner.records import build
     from runner.workload import harness
 
@@ -110,7 +110,7 @@ def build_backend(req: RunRequest, rec: dict, data):
 
 def train_under_meters(req: RunRequest, rec: dict, backend, log) -> list[dict]:
     """harness.train inside the sampler and energy meter; returns the resource samples."""
-    from runner.launch import ranks
+    from runner.workload import ranks
     from runner.measure.meters import Meters
     from runner.workload import harness
     from runner.workload.progress import EpochLines

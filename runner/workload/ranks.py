@@ -1,4 +1,4 @@
-"""Which rank this process is when a launcher starts several (torchrun, srun), and who writes.
+"""Which rank this process is when a launcher starts several (torchrun, srun): its share of the workload, and who writes.
 
     python -m runner run --launcher torchrun --nproc 2   # torchrun sets RANK, WORLD_SIZE, LOCAL_RANK
     srun python -m runner.launch.child REQUEST.json      # Slurm sets SLURM_PROCID, SLURM_NTASKS
