@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,31 @@ def test_data_parallel_rows_stay_apart_and_get_a_scaling_column():
     assert by[("torch", 1)]["speedup"] is None and by[("jax", 2)]["speedup"] is None
     text = compare.render(table)
     assert "scaling (speed-up, efficiency)" in text and "1.64x, 82 %" in text and "| cpu x4 " in text
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_rank_that_dies_still_leaves_one_record(tmp_path, synthetic_dir):
+    import psutil
+
+    cmd = [sys.executable, "-m", "runner", "run", "--framework", "torch", "--launcher", "torchrun", "--nproc", "2",
+           "--preset", "smoke", "--dataset", "synthetic", "--data-dir", str(synthetic_dir), "--epochs", "300",
+           "--out", str(tmp_path), "--no-table"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any("/300  loss" in p.read_text() for p in tmp_path.glob("logs/*.log")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never started training"
+            time.sleep(0.5)
+        rank1 = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                 if "runner.launch.child" in p.cmdline() and p.environ().get("RANK") == "1"]
+        assert len(rank1) == 1
+        rank1[0].kill()  # SIGKILL: rank 1 can record nothing; torchrun ends rank 0
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    rec = _only_record(tmp_path)  # rank 0's, or the parent's for it
+    assert rec["status"] in ("failed", "interrupted") and rec["error"], rec["status"]
+    assert rec["parallel"]["world_size"] == 2 and rec["launcher"]["name"] == "torchrun"

@@ -43,7 +43,7 @@ def skeleton(req: RunRequest) -> dict:
         "spec_hash": spec.hash,
         "framework": {"name": req.framework, "version": None, "build": None},
         "device": {"kind": None, "name": None, "requested": req.device},
-        "parallel": single_parallel(spec.batch_size),  # the backend's own once it is built
+        "parallel": planned_parallel(req),  # the backend's own once it is built
         "platform": dict(req.platform),
         "hardware": hardware,
         "software": probe.software(),
@@ -58,6 +58,22 @@ def skeleton(req: RunRequest) -> dict:
         "energy": {"joules": None, "method": "none", "scope": "nothing measured: training did not start",
                    "window_s": None, "parts": [], "errors": {}},
     }
+
+
+def planned_parallel(req: RunRequest) -> dict:
+    """The `parallel` block the request asks for, so that a run that dies before its backend is built
+    (or a rank that takes the others down) is still recorded with its world size."""
+    batch, settings = req.spec.batch_size, req.launcher.settings
+    if req.launcher.name == "torchrun":
+        n = int(settings.get("nproc_per_node", 1)) * int(settings.get("nnodes", 1))
+        strategy = "torch DistributedDataParallel"
+    elif str(req.options.get("devices", "1")).isdigit() and int(req.options["devices"]) > 1:
+        n, strategy = int(req.options["devices"]), "jax.sharding: NamedSharding, batch split, weights replicated"
+    else:
+        return single_parallel(batch)
+    return {"world_size": n, "processes": n if req.launcher.name == "torchrun" else 1, "devices": n,
+            "strategy": strategy, "comm_backend": None, "global_batch": batch,
+            "per_rank_batch": max(1, batch // n), "timing": "as requested: the run ended before its backend started"}
 
 
 def finish(rec: dict, req: RunRequest, log: harness.TrainLog, wall_s: float | None,
