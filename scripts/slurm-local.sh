@@ -10,6 +10,12 @@ cmd=${1:-}; dir=${2:-}
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 
 stop() {
+  if [ -f "$dir/slurm.conf" ] && [ -f "$dir/slurmctld.pid" ]; then
+    # end this cluster's jobs first: their slurmstepd would outlive slurmd and train on
+    export SLURM_CONF="$dir/slurm.conf"
+    scancel --user="$(id -un)" 2>/dev/null || true
+    for _ in $(seq 50); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
+  fi
   for name in slurmd slurmctld munged; do
     pidfile="$dir/$name.pid"
     [ -f "$pidfile" ] || continue

@@ -84,6 +84,7 @@ def test_rank_comes_from_torchrun_first_then_a_multi_task_slurm_step():
     assert ranks.rank({"RANK": "1", "SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "2"}) == 1
     assert ranks.rank({"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "4"}) == 3
     assert ranks.rank({"SLURM_PROCID": "3"}) == 0  # one task per step (an array task): its own rank 0
+    assert ranks.rank({"JAX_PROCESS_ID": "1"}) == 1 and not ranks.is_writer({"JAX_PROCESS_ID": "1"})
     assert ranks.world_size({"WORLD_SIZE": "4"}) == 4 and ranks.local_rank({"LOCAL_RANK": "1"}) == 1
 
 
@@ -183,3 +184,36 @@ def test_a_rank_that_dies_still_leaves_one_record(tmp_path, synthetic_dir):
     rec = _only_record(tmp_path)  # rank 0's, or the parent's for it
     assert rec["status"] in ("failed", "interrupted") and rec["error"], rec["status"]
     assert rec["parallel"]["world_size"] == 2 and rec["launcher"]["name"] == "torchrun"
+
+
+@pytest.mark.slow
+@needs_jax
+def test_jax_across_two_processes_joins_through_jax_distributed_and_passes_parity(tmp_path, synthetic_dir):
+    """What srun with 2 tasks does on a cluster (JAX reads Slurm's variables there); here the
+    coordinates come by hand: 2 processes, 1 CPU device each, gloo collectives between them."""
+    import socket
+
+    from runner.request import RunRequest
+
+    req = RunRequest(job="train", spec=make_spec("smoke", dataset="synthetic"), framework="jax", device="cpu",
+                     data_dir=str(synthetic_dir), out_dir=str(tmp_path), options={"loop": "step", "devices": "all"},
+                     parity_steps=32, launcher=launchers.get("process").describe())
+    path = req.write(tmp_path / "req.json")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen([sys.executable, "-m", "runner.launch.child", str(path)], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+                                   "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+    try:
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], errs
+    rec = _only_record(tmp_path)  # process 0's
+    assert rec["status"] == "ok" and rec["parallel"]["processes"] == 2 and rec["parallel"]["devices"] == 2
+    _assert_parity_passed(rec)

@@ -112,10 +112,12 @@ def test_a_cancelled_task_records_that_it_was_interrupted(slurm, tmp_path, synth
     job = _submit(shared, "--framework", "torch", "--epochs", "200", "--cpus-per-task", "2", data=synthetic_dir)
     log = shared / "slurm" / "logs" / f"{job}_0.out"
     deadline = time.monotonic() + 300
-    while "/200  loss" not in (log.read_text() if log.exists() else ""):  # an epoch trained: past the imports
-        assert time.monotonic() < deadline, "the task never started training"
-        time.sleep(0.5)
-    subprocess.run(["scancel", f"{job}_0"], check=True, timeout=60)
+    try:
+        while "/200  loss" not in (log.read_text() if log.exists() else ""):  # an epoch trained: past the imports
+            assert time.monotonic() < deadline, "the task never started training"
+            time.sleep(0.5)
+    finally:
+        subprocess.run(["scancel", f"{job}_0"], check=True, timeout=60)
     out = _wait(shared, timeout=300)
     (rec,) = _records(shared)
     assert rec["status"] == "interrupted" and "interrupted by SIGTERM" in rec["error"], rec["error"]

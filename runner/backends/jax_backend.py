@@ -81,12 +81,12 @@ class JaxBackend:
     def _pick_device(self, request: str):
         jax = self.jax
         if request == "auto":
-            return jax.devices()[0]
+            return jax.local_devices()[0]  # this process's own (jax.devices() spans every process)
         if request not in _PLATFORMS:
             raise FrameworkUnavailable(f"jax backend has no device {request!r}")
         for platform in _PLATFORMS[request]:
             try:
-                return jax.devices(platform)[0]
+                return jax.local_devices(backend=platform)[0]
             except RuntimeError:
                 continue
         raise FrameworkUnavailable(f"device {request} requested, but jax {jax.__version__} has no such backend"
@@ -132,6 +132,8 @@ class JaxBackend:
     def _fetch(self, a) -> np.ndarray:
         if getattr(a, "is_fully_addressable", True):
             return np.asarray(a)
+        if a.is_fully_replicated:  # every process holds all of it
+            return np.asarray(a.addressable_data(0))
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(a, tiled=True))
@@ -146,7 +148,8 @@ class JaxBackend:
         return {"world_size": n, "processes": self.jax.process_count(), "devices": n,
                 "strategy": "jax.sharding: NamedSharding, batch split, weights replicated", "comm_backend": "xla",
                 "global_batch": batch, "per_rank_batch": batch // n,
-                "timing": "one clock after block_until_ready on every device: the slowest device's time"}
+                "timing": "process 0's clock after block_until_ready; every step all-reduces across devices,"
+                          " so it waits for the slowest"}
 
     def info(self) -> dict:
         jax, dev = self.jax, self.device
@@ -247,12 +250,18 @@ class JaxBackend:
 
 def _join_processes(jax) -> None:
     """jax.distributed.initialize where a launcher started several processes and says where they meet:
-    srun with several tasks (JAX reads Slurm's variables) or JAX_COORDINATOR_ADDRESS. Once per process."""
-    several = int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
-    if not (several or os.environ.get("JAX_COORDINATOR_ADDRESS")) or jax.distributed.is_initialized():
+    srun with several tasks (JAX reads Slurm's variables itself), or JAX_COORDINATOR_ADDRESS with
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID. Once per process (the parity gate's fresh backend reuses it)."""
+    env = os.environ
+    several = int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
+    if not (several or env.get("JAX_COORDINATOR_ADDRESS")) or jax.distributed.is_initialized():
         return
     try:  # cross-process collectives on the CPU need gloo; GPUs use NCCL regardless
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except (AttributeError, ValueError):
         pass
-    jax.distributed.initialize()
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], num_processes=int(env["JAX_NUM_PROCESSES"]),
+                                   process_id=int(env["JAX_PROCESS_ID"]))
+    else:
+        jax.distributed.initialize()

@@ -21,8 +21,10 @@ def _int(name: str, environ) -> int | None:
 
 def rank(environ=os.environ) -> int:
     """The global rank: torchrun's RANK first (under srun+torchrun SLURM_PROCID is the node's task),
-    else Slurm's task id when the step has several tasks, else 0."""
-    for name in ("RANK", "SLURM_PROCID" if (_int("SLURM_STEP_NUM_TASKS", environ) or 1) > 1 else ""):
+    then JAX_PROCESS_ID (a JAX process group given by hand), else Slurm's task id when the step has
+    several tasks, else 0."""
+    several = (_int("SLURM_STEP_NUM_TASKS", environ) or 1) > 1
+    for name in ("RANK", "JAX_PROCESS_ID", "SLURM_PROCID" if several else ""):
         value = _int(name, environ) if name else None
         if value is not None:
             return value
