@@ -156,6 +156,8 @@ def test_data_parallel_rows_stay_apart_and_get_a_scaling_column():
     assert by[("torch", 1)]["speedup"] is None and by[("jax", 2)]["speedup"] is None
     text = compare.render(table)
     assert "scaling (speed-up, efficiency)" in text and "1.64x, 82 %" in text and "| cpu x4 " in text
+    base = {(r["framework"], r["devices"]): r for r in compare.rows(recs, baseline="framework=torch,devices=1")}
+    assert base[("torch", 1)]["baseline"] and base[("torch", 2)]["ratio_to_baseline"] == pytest.approx(2.5 / 4.1)
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ from runner.errors import RecordError, UserError
 from runner.records import COMPLETED
 
 NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked noisy
-BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options")
+BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options", "devices")
 
 
 def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -230,7 +230,7 @@ def matches(row: dict, criteria: dict[str, str]) -> bool:
     """Every KEY=VALUE holds, case-insensitively: options as a set of pairs in any order, hardware as a
     substring of the label (it is long), the other keys exactly."""
     for key, want in criteria.items():
-        have, want = (row[key] or "").casefold(), want.casefold()
+        have, want = str(row[key] or "").casefold(), want.casefold()
         if key == "options":
             ok = _pairs(have) == _pairs(want)
         elif key == "hardware":
