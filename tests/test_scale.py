@@ -200,7 +200,7 @@ def test_jax_across_two_processes_joins_through_jax_distributed_and_passes_parit
     req = RunRequest(job="train", spec=make_spec("smoke", dataset="synthetic"), framework="jax", device="cpu",
                      data_dir=str(synthetic_dir), out_dir=str(tmp_path), options={"loop": "step", "devices": "all"},
                      parity_steps=32, launcher=launchers.get("process").describe())
-    path = req.write(tmp_path / "req.json")
+    path = req.write(tmp_path / "task.request")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

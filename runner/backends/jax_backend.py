@@ -61,7 +61,7 @@ def build_model(nn, model: str):
 class JaxBackend:
     name = "jax"
     OPTIONS = {"loop": ("step", ("step", "scan")),
-               "devices": ("1", ("1", "2", "4", "8", "16", "32", "64", "all"))}
+               "devices": ("1", ("1", "2", "4", "8", "all"))}  # all: every device, also across processes
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})

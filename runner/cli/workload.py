@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --launcher torchrun: nodes, each running torchrun under srun (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
                    help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
-                        " tensorflow.jit_compile=off|on, jax.loop=step|scan, jax.devices=1|2|4|...|all (data-parallel)")
+                        " tensorflow.jit_compile=off|on, jax.loop=step|scan, jax.devices=1|2|4|8|all (data-parallel)")
     p.add_argument("--preset", choices=list(PRESETS), default="standard",
                    help="standard: the spec as designed; smoke: 1 epoch, 2048/512 samples, no target")
     group = p.add_argument_group("spec overrides (any override changes the spec hash)")

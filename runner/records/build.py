@@ -64,11 +64,12 @@ def planned_parallel(req: RunRequest) -> dict:
     """The `parallel` block the request asks for, so that a run that dies before its backend is built
     (or a rank that takes the others down) is still recorded with its world size."""
     batch, settings = req.spec.batch_size, req.launcher.settings
+    devices = str(req.options.get("devices", "1"))  # the JAX backend's option
     if req.launcher.name == "torchrun":
         n = int(settings.get("nproc_per_node", 1)) * int(settings.get("nnodes", 1))
         strategy = "torch DistributedDataParallel"
-    elif str(req.options.get("devices", "1")).isdigit() and int(req.options["devices"]) > 1:
-        n, strategy = int(req.options["devices"]), "jax.sharding: NamedSharding, batch split, weights replicated"
+    elif devices.isdigit() and int(devices) > 1:
+        n, strategy = int(devices), "jax.sharding: NamedSharding, batch split, weights replicated"
     else:
         return single_parallel(batch)
     return {"world_size": n, "processes": n if req.launcher.name == "torchrun" else 1, "devices": n,
