@@ -72,8 +72,8 @@ def spec_label(spec: dict) -> str:
 
 
 def options_label(rec: dict) -> str:
-    options = rec["framework"].get("options") or {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    options = rec["framework"].get("options") or {}  # the device count shows in the device column
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in SCALE_OPTIONS)
 
 
 def group_key(rec: dict) -> tuple:
@@ -88,14 +88,14 @@ def parallel_key(rec: dict) -> tuple[int, int]:
     return par.get("world_size", 1), par.get("devices", 1)
 
 
-# The options that choose how many devices, not how the framework runs: a scaling pair differs in them.
+# Options that choose how many devices, not how the framework runs: shown as the device count, not as
+# options, so a data-parallel row and its 1-device row differ only in it.
 SCALE_OPTIONS = ("devices",)
 
 
 def _scale_key(row: dict) -> tuple:
     """What a data-parallel row shares with its one-device row: all but the device count."""
-    options = ", ".join(p for p in (row["options"] or "").split(", ") if p and p.split("=")[0] not in SCALE_OPTIONS)
-    return (row["spec_hash"], row["platform"], row["hardware"], row["framework"], row["version"], options,
+    return (row["spec_hash"], row["platform"], row["hardware"], row["framework"], row["version"], row["options"],
             row["device"])
 
 
