@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# 8 virtual CPU devices for JAX, set before anything imports it: the backend's data-parallel option
+# (jax.devices=2|4|8|all) passes the parity gate in-process like every other option; a one-device run
+# still uses one.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 FRAMEWORK_MODULES = ("torch", "tensorflow", "keras", "jax", "flax", "juliacall")
 
 

@@ -320,7 +320,7 @@ def test_runs_record_their_options_and_parity(tmp_path, synthetic_dir):
                   "--option", "jax.loop=scan", "--option", "tensorflow.loop=step", "--parity-steps", "5")
     assert out.returncode == 0, out.stderr[-2000:]
     recs = {r["framework"]["name"]: r for r in _records(tmp_path)}
-    assert recs["jax"]["framework"]["options"] == {"loop": "scan"}
+    assert recs["jax"]["framework"]["options"] == {"loop": "scan", "devices": "1"}
     assert recs["tensorflow"]["framework"]["options"] == {"loop": "step", "jit_compile": "off"}
     for r in recs.values():
         assert r["status"] == "ok" and r["metrics"]["epochs_completed"] == 2

@@ -11,7 +11,9 @@ from runner.errors import RecordError
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
 TOP_KEYS = {"schema_version", "run_id", "launcher", "log_file", "created_utc", "status", "error", "command", "repeat", "spec",
             "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
-            "timing", "metrics", "parity", "resources", "energy"}
+            "timing", "metrics", "parity", "resources", "energy", "parallel"}
+PARALLEL_KEYS = {"world_size", "processes", "devices", "strategy", "comm_backend", "global_batch", "per_rank_batch",
+                 "timing"}
 TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
                "epoch_train_s", "eval_s", "total_train_s", "train_fn_s"}
 METRICS_KEYS = {"epochs_completed", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
@@ -32,7 +34,8 @@ def _schema():
 def test_schema_pins_the_key_set():
     schema = _schema()
     assert set(schema["properties"]) == set(schema["required"]) == TOP_KEYS
-    for section, keys in (("timing", TIMING_KEYS), ("metrics", METRICS_KEYS), ("data", DATA_KEYS)):
+    for section, keys in (("timing", TIMING_KEYS), ("metrics", METRICS_KEYS), ("data", DATA_KEYS),
+                          ("parallel", PARALLEL_KEYS)):
         assert set(schema["properties"][section]["required"]) == set(schema["properties"][section]["properties"]) == keys
         assert schema["properties"][section]["additionalProperties"] is False
     assert set(schema["properties"]["status"]["enum"]) == set(records.STATUSES)
@@ -58,6 +61,9 @@ def test_a_real_record_meets_the_contract():
     records.validate(BASE)
     assert set(BASE) == TOP_KEYS and set(BASE["timing"]) == TIMING_KEYS and set(BASE["metrics"]) == METRICS_KEYS
     assert set(BASE["parity"]) == PARITY_KEYS and BASE["parity"]["status"] == "pass"
+    # a v3 run ran in one process on one device: the upgrade says so
+    assert BASE["parallel"] == {"world_size": 1, "processes": 1, "devices": 1, "strategy": "none",
+                                "comm_backend": None, "global_batch": 64, "per_rank_batch": 64, "timing": "one process"}
 
 
 def test_a_v1_record_reads_as_current_with_parity_unchecked(tmp_path):

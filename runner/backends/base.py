@@ -39,6 +39,12 @@ def parse_options(name: str, known: dict[str, tuple], given: dict[str, str]) -> 
 CPU_PEAK_MEMORY = (None, "on the CPU the device memory is host memory: see resources.host.peak_rss_bytes")
 
 
+def single_parallel(batch: int) -> dict:
+    """The record's `parallel` block of a run on one device in one process."""
+    return {"world_size": 1, "processes": 1, "devices": 1, "strategy": "none", "comm_backend": None,
+            "global_batch": batch, "per_rank_batch": batch, "timing": "one process"}
+
+
 class FrameworkUnavailable(Exception):
     """The framework (or the requested device) cannot run here; the message says why."""
 

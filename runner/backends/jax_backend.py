@@ -1,6 +1,7 @@
 """JAX backend: flax.linen model, the spec's Adam, the train step under jax.jit, data resident on the device.
 
     python -m runner run --framework jax [--device cuda|mps|cpu] [--option jax.loop=scan|step]
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m runner run --framework jax --option jax.devices=2
 
 loop=step (default) dispatches one jitted step per batch; loop=scan compiles the whole epoch into one
 lax.scan. Both donate the weights and optimizer state, so XLA updates them in place.
@@ -10,9 +11,19 @@ the bias corrections 1 - beta**t in float32 on the device, ~1.3e-5 off for beta2
 the spec's rule is float64, rounded to float32 once. Without jax_enable_x64 there is no float64 on
 the device, so the host computes each step's (c1, c2) in double and feeds them in with the batch
 indices: one float32 pair per step, so the step under jit and lax.scan stays the same program.
+
+devices=N (or all) trains data-parallel over N of jax.devices() with jax.sharding: a one-axis Mesh,
+every global batch split along it (NamedSharding P("batch")), weights, optimizer state and data
+replicated; XLA inserts the gradient all-reduce, so each step is the one-device step on the same
+global batch (the parity gate checks it). It is a backend option, not a launcher, because JAX drives
+several devices from one process; where a launcher starts several processes with coordinates
+(srun with several tasks, or JAX_COORDINATOR_ADDRESS), jax.distributed.initialize joins them first
+and jax.devices() spans all of them (devices=all).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -54,7 +65,8 @@ def build_model(nn, model: str):
 
 class JaxBackend:
     name = "jax"
-    OPTIONS = {"loop": ("step", ("step", "scan"))}
+    OPTIONS = {"loop": ("step", ("step", "scan")),
+               "devices": ("1", ("1", "2", "4", "8", "all"))}  # all: every device, also across processes
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})
@@ -67,21 +79,82 @@ class JaxBackend:
         # float32 matmuls and convolutions at full precision (no TF32 on NVIDIA): the spec is float32.
         jax.config.update("jax_default_matmul_precision", "highest")
         self.jax, self.optax, self.nn, self.spec = jax, optax, nn, spec
+        _join_processes(jax)
         self.device = self._pick_device(device)
+        self._spread(self.options["devices"])
 
     def _pick_device(self, request: str):
         jax = self.jax
         if request == "auto":
-            return jax.devices()[0]
+            return jax.local_devices()[0]  # this process's own (jax.devices() spans every process)
         if request not in _PLATFORMS:
             raise FrameworkUnavailable(f"jax backend has no device {request!r}")
         for platform in _PLATFORMS[request]:
             try:
-                return jax.devices(platform)[0]
+                return jax.local_devices(backend=platform)[0]
             except RuntimeError:
                 continue
         raise FrameworkUnavailable(f"device {request} requested, but jax {jax.__version__} has no such backend"
                                    f" (it has {jax.default_backend()})")
+
+    def _spread(self, wanted: str) -> None:
+        """The devices this run trains on, and how arrays are placed on them."""
+        jax, dev = self.jax, self.device
+        pool = [d for d in jax.devices() if d.platform == dev.platform]
+        n = len(pool) if wanted == "all" else int(wanted)
+        if n > len(pool):
+            hint = " (on the CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)" if dev.platform == "cpu" else ""
+            raise FrameworkUnavailable(f"devices={wanted}: jax sees {len(pool)} {dev.platform} device(s){hint}")
+        if self.spec.batch_size % n:
+            raise ValueError(f"devices={n} does not divide the global batch {self.spec.batch_size}")
+        self.n_devices, self.batch_split = n, None
+        if n == 1:
+            self.rep = dev
+            return
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        mesh = Mesh(np.array(pool[:n]), ("batch",))
+        self.rep = NamedSharding(mesh, P())             # weights, optimizer state, data: on every device
+        self.batch_split = NamedSharding(mesh, P("batch"))      # one global batch: its rows across devices
+        self.rows_split = NamedSharding(mesh, P(None, "batch"))  # an epoch's (steps, batch) order
+
+    def _put(self, tree, sharding=None):
+        """NumPy (or host) values onto the run's devices; from the callback, so that it also works when
+        the devices span several processes (each gives its own shards of the same value)."""
+        jax, sharding = self.jax, sharding or self.rep
+        if self.n_devices == 1:
+            return jax.device_put(tree, sharding)
+
+        def one(a):
+            a = np.asarray(a)
+            return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+        return jax.tree.map(one, tree)
+
+    def _split(self, a):
+        """Inside jit: keep a global batch split along the mesh (no-op on one device)."""
+        return a if self.batch_split is None else self.jax.lax.with_sharding_constraint(a, self.batch_split)
+
+    def _fetch(self, a) -> np.ndarray:
+        if getattr(a, "is_fully_addressable", True):
+            return np.asarray(a)
+        if a.is_fully_replicated:  # every process holds all of it
+            return np.asarray(a.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    def parallel(self) -> dict:
+        """The record's `parallel` block."""
+        from runner.backends.base import single_parallel
+
+        n, batch = self.n_devices, self.spec.batch_size
+        if n == 1:
+            return single_parallel(batch)
+        return {"world_size": n, "processes": self.jax.process_count(), "devices": n,
+                "strategy": "jax.sharding: NamedSharding, batch split, weights replicated", "comm_backend": "xla",
+                "global_batch": batch, "per_rank_batch": batch // n,
+                "timing": "process 0's clock after block_until_ready; every step all-reduces across devices,"
+                          " so it waits for the slowest"}
 
     def info(self) -> dict:
         jax, dev = self.jax, self.device
@@ -91,7 +164,8 @@ class JaxBackend:
         framework = {"name": "jax", "version": jax.__version__, "jaxlib": version("jaxlib"),
                      "flax": version("flax"), "optax": version("optax"), "mode": "jit",
                      "matmul_precision": "highest", "options": self.options}
-        return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind}}
+        return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind},
+                "parallel": self.parallel()}
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
         jax, optax, spec = self.jax, self.optax, self.spec
@@ -100,9 +174,10 @@ class JaxBackend:
         if spec.loss != "softmax_cross_entropy":
             raise FrameworkUnavailable(f"jax backend has no loss {spec.loss!r}")
         self.model = build_model(self.nn, spec.model)
-        put = lambda a: jax.device_put(a, self.device)  # noqa: E731
-        self.params = put(layouts.to_tree(layouts.to_channels_last(spec.model, params)))
-        zeros = jax.tree_util.tree_map(np.zeros_like, layouts.to_tree(layouts.to_channels_last(spec.model, params)))
+        put = self._put
+        params = layouts.to_tree(layouts.to_channels_last(spec.model, params))
+        self.params = put(params)
+        zeros = jax.tree_util.tree_map(np.zeros_like, params)
         self.opt_state, self.t = put((zeros, zeros)), 0   # (m, v); t: steps taken, kept on the host
         self.train_x, self.train_y = put(train_x[..., None]), put(train_y.astype(np.int32))
         self.test_x, self.test_y = put(test_x[..., None]), put(test_y.astype(np.int32))
@@ -134,7 +209,7 @@ class JaxBackend:
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
         def body(params, opt_state, idx, c, train_x, train_y):
-            x, y = train_x[idx], train_y[idx]
+            x, y = self._split(train_x[idx]), self._split(train_y[idx])
             (loss, logits), grads = grad_fn(params, x, y)
             params, opt_state = self._adam(params, grads, opt_state, c)
             return params, opt_state, loss, (logits.argmax(-1) == y).sum()
@@ -157,16 +232,14 @@ class JaxBackend:
         self._step = jax.jit(step, donate_argnums=0)
         self._epoch = jax.jit(epoch_scan, donate_argnums=0)
         self._correct = jax.jit(lambda p, x, y: (self.model.apply({"params": p}, x).argmax(-1) == y).sum())
-        self._probe = jax.jit(grad_fn)
+        self._probe = jax.jit(lambda p, idx, tx, ty: grad_fn(p, self._split(tx[idx]), self._split(ty[idx])))
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
-        jax = self.jax
         assert order.shape[1] == self.batch_size
-        zero = np.zeros((), np.int32)
-        carry = (self.params, self.opt_state, np.zeros((), np.float32), zero, zero)
-        carry = jax.device_put(carry, self.device)
-        batches = jax.device_put(order.astype(np.int32), self.device)
-        corr = jax.device_put(self._corrections(len(order)), self.device)
+        zeros = self._put((np.zeros((), np.float32), np.zeros((), np.int32), np.zeros((), np.int32)))
+        carry = (self.params, self.opt_state, *zeros)
+        batches = self._put(order.astype(np.int32), self.rows_split if self.n_devices > 1 else None)
+        corr = self._put(self._corrections(len(order)))
         if self.options["loop"] == "scan":
             carry = self._epoch(carry, batches, corr, self.train_x, self.train_y)
         else:
@@ -193,22 +266,42 @@ class JaxBackend:
         return int(stats["peak_bytes_in_use"]), "jax Device.memory_stats()['peak_bytes_in_use']"
 
     def probe_step(self, idx):
-        x, y = self.train_x[idx], self.train_y[idx]
-        (loss, logits), grads = self._probe(self.params, x, y)
-        grads = layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, grads))
-        return float(loss), np.asarray(logits), grads
+        idx = self._put(np.asarray(idx, np.int32), self.batch_split)
+        (loss, logits), grads = self._probe(self.params, idx, self.train_x, self.train_y)
+        grads = self._canonical(self.jax.tree.map(self._fetch, grads))
+        return float(loss), self._fetch(logits), grads
 
     def parameters(self):
         return self._canonical(self.params)
 
     def _canonical(self, tree):
+        tree = self.jax.tree.map(self._fetch, tree)
         return layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, tree))
 
     def set_state(self, params, m, v, t):
-        put = lambda d: self.jax.device_put(layouts.to_tree(layouts.to_channels_last(  # noqa: E731
-            self.spec.model, {k: np.asarray(a, np.float32) for k, a in d.items()})), self.device)
+        put = lambda d: self._put(layouts.to_tree(layouts.to_channels_last(  # noqa: E731
+            self.spec.model, {k: np.asarray(a, np.float32) for k, a in d.items()})))
         self.params, self.opt_state, self.t = put(params), (put(m), put(v)), int(t)
 
     def adam_state(self):
         m, v = self.opt_state
         return self._canonical(m), self._canonical(v), self.t
+
+
+def _join_processes(jax) -> None:
+    """jax.distributed.initialize where a launcher started several processes and says where they meet:
+    srun with several tasks (JAX reads Slurm's variables itself), or JAX_COORDINATOR_ADDRESS with
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID. Once per process (the parity gate's fresh backend reuses it)."""
+    env = os.environ
+    several = int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
+    if not (several or env.get("JAX_COORDINATOR_ADDRESS")) or jax.distributed.is_initialized():
+        return
+    try:  # cross-process collectives on the CPU need gloo; GPUs use NCCL regardless
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):
+        pass
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], num_processes=int(env["JAX_NUM_PROCESSES"]),
+                                   process_id=int(env["JAX_PROCESS_ID"]))
+    else:
+        jax.distributed.initialize()

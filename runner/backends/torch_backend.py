@@ -1,14 +1,22 @@
 """PyTorch backend: the spec in plain eager PyTorch, data resident on the device.
 
     python -m runner run --framework torch [--device cuda|mps|cpu]
+    python -m runner run --framework torch --launcher torchrun --nproc 2    # DistributedDataParallel
+
+Under torchrun (WORLD_SIZE > 1) the same workload runs data-parallel: the spec's global batch is
+split evenly across the ranks (rank r takes columns r*b..(r+1)*b of every row of the spec's batch
+order, b = batch / world size), DistributedDataParallel averages the gradients, so every step sees
+the same global batch and the same mean gradient as one process: the same training, which the
+parity gate checks. gloo on the CPU, NCCL on CUDA (one GPU per rank, LOCAL_RANK).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from runner.workload import ranks
 from runner.workload import models
-from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
+from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options, single_parallel
 from runner.workload.spec import Spec
 
 
@@ -64,7 +72,26 @@ class TorchBackend:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         self.torch, self.spec = torch, spec
+        self.world, self.rank = ranks.world_size(), ranks.rank()
+        if spec.batch_size % self.world:
+            raise ValueError(f"world size {self.world} does not divide the global batch {spec.batch_size}")
         self.device = self._pick_device(device)
+        if self.world > 1:
+            self._init_distributed()
+
+    def _init_distributed(self) -> None:
+        """The process group torchrun's environment describes (once per process: the parity gate's
+        fresh backend after training joins the same group)."""
+        dist = self.torch.distributed
+        self.comm = "nccl" if self.device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.torch.cuda.set_device(self.device)
+                dist.init_process_group("nccl", device_id=self.device)
+            else:
+                dist.init_process_group("gloo")
+        if dist.get_world_size() != self.world:
+            raise ValueError(f"process group has {dist.get_world_size()} ranks, WORLD_SIZE says {self.world}")
 
     def _pick_device(self, request: str):
         torch = self.torch
@@ -77,6 +104,8 @@ class TorchBackend:
                                        f" reports it unavailable")
         if request not in ("cpu", "cuda", "mps"):
             raise FrameworkUnavailable(f"torch backend has no device {request!r}")
+        if request == "cuda" and self.world > 1:  # one GPU per rank on its node
+            return torch.device("cuda", ranks.local_rank())
         return torch.device(request)
 
     def info(self) -> dict:
@@ -87,13 +116,26 @@ class TorchBackend:
                      "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if kind == "cuda" else None,
                      "mode": "eager", "tf32": False, "options": self.options}
-        return {"framework": framework, "device": {"kind": kind, "name": name}}
+        return {"framework": framework, "device": {"kind": kind, "name": name}, "parallel": self.parallel()}
+
+    def parallel(self) -> dict:
+        """The record's `parallel` block."""
+        if self.world == 1:
+            return single_parallel(self.spec.batch_size)
+        return {"world_size": self.world, "processes": self.world, "devices": self.world,
+                "strategy": "torch DistributedDataParallel", "comm_backend": self.comm,
+                "global_batch": self.spec.batch_size, "per_rank_batch": self.spec.batch_size // self.world,
+                "timing": "rank 0's clock after a barrier: the slowest rank's time"}
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
         torch, spec, dev = self.torch, self.spec, self.device
         self.model = build_model(torch, spec.model)
         load_reference(torch, self.model, params)
         self.model.to(dev)
+        self.net = self.model  # what trains: the model, or its DDP wrapper (which averages gradients)
+        if self.world > 1:
+            ddp = torch.nn.parallel.DistributedDataParallel
+            self.net = ddp(self.model, device_ids=[dev] if dev.type == "cuda" else None)
         self.optimizer = make_optimizer(torch, spec, self.model.parameters())
         self.loss_fn = make_loss(torch, spec)
         to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
@@ -102,8 +144,9 @@ class TorchBackend:
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
-        torch, model, opt = self.torch, self.model, self.optimizer
+        torch, model, opt = self.torch, self.net, self.optimizer
         assert order.shape[1] == self.batch_size
+        order = self._my_columns(order)
         batches = torch.from_numpy(order).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -118,15 +161,29 @@ class TorchBackend:
             # Accumulated on the device: no host sync inside the epoch.
             loss_sum += loss.detach()
             correct += (logits.detach().argmax(1) == y).sum()
+        if self.world > 1:  # one collective per epoch: the global batch's mean loss and count
+            self.torch.distributed.all_reduce(loss_sum)
+            self.torch.distributed.all_reduce(correct)
+            loss_sum /= self.world
         return EpochStats(loss_sum, correct, len(batches))
+
+    def _my_columns(self, order: np.ndarray) -> np.ndarray:
+        """This rank's slice of every global batch (all of it in one process)."""
+        b = order.shape[-1] // self.world
+        return order[..., self.rank * b:(self.rank + 1) * b]
 
     def evaluate(self):
         torch, model = self.torch, self.model
         model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        n = len(self.test_y)  # each rank evaluates its contiguous share of the test set
+        lo, hi = n * self.rank // self.world, n * (self.rank + 1) // self.world
+        test_x, test_y = self.test_x[lo:hi], self.test_y[lo:hi]
         with torch.inference_mode():
-            for x, y in zip(self.test_x.split(self.eval_batch_size), self.test_y.split(self.eval_batch_size)):
+            for x, y in zip(test_x.split(self.eval_batch_size), test_y.split(self.eval_batch_size)):
                 correct += (model(x).argmax(1) == y).sum()
+        if self.world > 1:
+            self.torch.distributed.all_reduce(correct)
         return correct
 
     def synchronize(self) -> None:
@@ -134,6 +191,8 @@ class TorchBackend:
             self.torch.cuda.synchronize(self.device)
         elif self.device.type == "mps":
             self.torch.mps.synchronize()
+        if self.world > 1:  # every clock read waits for the slowest rank
+            self.torch.distributed.barrier()
 
     def peak_memory(self):
         torch, kind = self.torch, self.device.type
@@ -145,14 +204,22 @@ class TorchBackend:
 
     def probe_step(self, idx):
         torch, model = self.torch, self.model
-        i = torch.from_numpy(np.asarray(idx)).to(self.device)
+        i = torch.from_numpy(self._my_columns(np.asarray(idx))).to(self.device)
         model.zero_grad(set_to_none=True)
-        logits = model(self.train_x.index_select(0, i))
+        logits = self.net(self.train_x.index_select(0, i))
         loss = self.loss_fn(logits, self.train_y.index_select(0, i))
-        loss.backward()
+        loss.backward()  # under DDP: the gradients are the ranks' average, i.e. the global batch's
         grads = {p.name: t.grad.cpu().numpy() for p, t in zip(models.params(self.spec.model), model.parameters())}
         model.zero_grad(set_to_none=True)
-        return float(loss.detach()), logits.detach().cpu().numpy(), grads
+        loss, logits = loss.detach(), logits.detach()
+        if self.world > 1:  # the global batch's mean loss and all its logits, in batch order
+            dist = self.torch.distributed
+            dist.all_reduce(loss)
+            loss /= self.world
+            parts = [torch.empty_like(logits) for _ in range(self.world)]
+            dist.all_gather(parts, logits)
+            logits = torch.cat(parts)
+        return float(loss), logits.cpu().numpy(), grads
 
     def parameters(self):
         return {p.name: t.detach().cpu().numpy().copy()

@@ -9,6 +9,8 @@
     python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
     python -m runner report results/ [-o report.html] [--price cuda=2.49] [--plots DIR] [--track mlflow[:URI]]
     python -m runner probe [--json] [--no-frameworks]
+    python -m runner run --framework torch --launcher torchrun --nproc 2      # DistributedDataParallel ranks
+    python -m runner slurm submit|status|wait|resubmit ... --out SHARED       # the matrix as a Slurm job array
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
 Each subcommand module has `add_parser(subparsers)` and `main(args) -> exit code`.
@@ -24,7 +26,7 @@ from runner.errors import UserError
 
 # name -> module under runner.cli; the order is the order of --help
 SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "report": "report",
-               "probe": "probe"}
+               "probe": "probe", "slurm": "slurm"}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
                    help="the row the others are divided by (s/epoch ratio with a 95%% CI), in each spec's"
                         " table; keys: framework, device, platform, hardware (a substring), version,"
-                        " options; e.g. framework=torch,device=cpu")
+                        " options, devices (data-parallel: 2, 4...); e.g. framework=torch,device=cpu")
     p.add_argument("--noisy-cv", type=float, metavar="CV",
                    help="mark rows whose steady s/epoch varies more than this over runs (default 0.05)")
 

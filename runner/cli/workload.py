@@ -39,13 +39,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
     p.add_argument("--launcher", choices=list(LAUNCHERS), default="process",
                    help="how each framework's process is started (default: process, a subprocess here;"
-                        " container: in an image, through Docker or podman's socket)")
+                        " container: in an image, through Docker or podman's socket;"
+                        " torchrun: PyTorch DistributedDataParallel ranks)")
     p.add_argument("--launcher-setting", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the launcher, recorded with the run (repeatable): process: python,"
-                        " grace_s; container: image, engine, gpus, python, grace_s")
+                        " grace_s; container: image, engine, gpus, python, grace_s; torchrun: see --nproc")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="with --launcher torchrun: ranks per node (default 2; the world size must divide the batch)")
+    p.add_argument("--nnodes", type=int, metavar="N",
+                   help="with --launcher torchrun: nodes, each running torchrun under srun (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
                    help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
-                        " tensorflow.jit_compile=off|on, jax.loop=step|scan")
+                        " tensorflow.jit_compile=off|on, jax.loop=step|scan, jax.devices=1|2|4|8|all (data-parallel)")
     p.add_argument("--preset", choices=list(PRESETS), default="standard",
                    help="standard: the spec as designed; smoke: 1 epoch, 2048/512 samples, no target")
     group = p.add_argument_group("spec overrides (any override changes the spec hash)")
@@ -112,6 +117,22 @@ def resolve(args) -> Workload:
     if not frameworks:
         raise UserError(f"no framework can run on device {device} here (see the lines above)")
     options = backends.parse_option_args(args.option, frameworks)
-    launcher = launchers.from_args(args.launcher, args.launcher_setting)
+    return Workload(spec, frameworks, platform, device, options, _launcher(args, spec, frameworks))
+
+
+def _launcher(args, spec, frameworks):
+    """The launcher with its settings from the flags, checked against the workload before anything starts."""
+    from runner.launch import launchers
+
+    settings = {key: value for key, value in (("nproc_per_node", getattr(args, "nproc", None)),
+                                              ("nnodes", getattr(args, "nnodes", None))) if value is not None}
+    if settings and args.launcher != "torchrun":
+        raise UserError("--nproc and --nnodes need --launcher torchrun")
+    launcher = launchers.from_args(args.launcher, args.launcher_setting, **settings)
     launcher.preflight()
-    return Workload(spec, frameworks, platform, device, options, launcher)
+    if args.launcher == "torchrun":
+        if frameworks != ["torch"]:
+            raise UserError(f"--launcher torchrun starts PyTorch ranks: use --framework torch, not"
+                            f" {','.join(frameworks)} (JAX spreads over devices itself: --option jax.devices=N)")
+        launcher.check(spec)
+    return launcher

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m runner.launch.child REQUEST.json", file=sys.stderr)
         return EXIT_USAGE
     from runner import console
+    from runner.workload import ranks
     from runner.request import RunRequest
 
     try:
@@ -56,8 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlbench child: {e}", file=sys.stderr)
         return EXIT_USAGE
     module, func = JOBS[req.job].split(":")
+    log = Path(req.out_dir) / req.log_name
+    rank = ranks.rank()
+    if rank:  # data-parallel: rank 0 speaks for the run; the others keep a log of their own beside its
+        log = log.with_suffix(f".rank{rank}.log")
+        import os
+
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
     try:
-        with console.framework_output_to(Path(req.out_dir) / req.log_name):
+        with console.framework_output_to(log):
             return getattr(importlib.import_module(module), func)(req, started)
     except Interrupted as e:  # before the job could take over (imports), nothing to record yet
         print(f"dlbench child: interrupted by {e} before the {req.job} job started", file=sys.stderr)

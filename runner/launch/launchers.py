@@ -135,9 +135,10 @@ class ProcessLauncher(Launcher):
         return self.supervise(proc.wait, lambda name: proc.send_signal(getattr(signal, name)), wait_at_most)
 
 
-# name -> "module:Class", imported only when chosen. Torchrun and Slurm launchers plug in here too.
+# name -> "module:Class", imported only when chosen.
 LAUNCHERS: dict[str, str] = {"process": "runner.launch.launchers:ProcessLauncher",
-                             "container": "runner.launch.container:ContainerLauncher"}
+                             "container": "runner.launch.container:ContainerLauncher",
+                             "torchrun": "runner.launch.torchrun:TorchrunLauncher"}
 
 
 def get(name: str = "process", **settings) -> Launcher:
@@ -151,9 +152,9 @@ def get(name: str = "process", **settings) -> Launcher:
         raise UserError(f"launcher {name}: bad settings ({e})") from None
 
 
-def from_args(name: str, items: list[str]) -> Launcher:
+def from_args(name: str, items: list[str], **given) -> Launcher:
     """The launcher `name` with `--launcher-setting KEY=VALUE` items, each value read as its
-    field's type ('none' for the settings that may be unset)."""
+    field's type ('none' for the settings that may be unset), and `given` settings from other flags."""
     import typing
 
     launcher_cls = type(get(name))
@@ -175,7 +176,7 @@ def from_args(name: str, items: list[str]) -> Launcher:
             settings[key] = kind(text)
         except ValueError:
             raise UserError(f"--launcher-setting {item!r}: {key} must be a {kind.__name__}") from None
-    return get(name, **settings)
+    return get(name, **settings, **given)
 
 
 def launch(request: RunRequest, launcher: Launcher) -> Exit:

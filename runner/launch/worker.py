@@ -38,6 +38,7 @@ def run(req: RunRequest, started: float) -> tuple[dict, Path]:
     from runner import backends
     from runner.backends.base import FrameworkUnavailable
     from runner import console
+    from runner.workload import ranks
     from runner.records import build
     from runner.workload import harness
 
@@ -70,6 +71,8 @@ def run(req: RunRequest, started: float) -> tuple[dict, Path]:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not ranks.is_writer():  # data-parallel: rank 0 writes the run's one record
+        return rec, None
     return rec, build.finish(rec, req, log, wall_s=time.time() - started,
                              samples=samples if req.sampling.write_samples else None)
 
@@ -96,6 +99,7 @@ def build_backend(req: RunRequest, rec: dict, data):
     backend = backends.create(req.framework, req.spec, req.device, req.options)
     info = backend.info()
     rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req.device}
+    rec["parallel"] = info.get("parallel") or rec["parallel"]
     rec["device"]["name"] = rec["device"]["name"] or rec["hardware"]["cpu"].get("brand")
     rec["framework"]["build"] = buildinfo.collect(req.framework)  # soft-fails field by field
     backend.setup(reference.initial_params(req.spec), data.train_x, data.train_y, data.test_x, data.test_y)
@@ -106,14 +110,16 @@ def build_backend(req: RunRequest, rec: dict, data):
 
 def train_under_meters(req: RunRequest, rec: dict, backend, log) -> list[dict]:
     """harness.train inside the sampler and energy meter; returns the resource samples."""
+    from runner.workload import ranks
     from runner.measure.meters import Meters
     from runner.workload import harness
     from runner.workload.progress import EpochLines
 
     meters = Meters(req.sampling.interval_s)
+    lines = EpochLines(req.spec, _label(req, rec)) if ranks.is_writer() else None  # rank 0 speaks
     try:
         with meters:
-            harness.train(req.spec, backend, log, on_epoch=EpochLines(req.spec, _label(req, rec)))
+            harness.train(req.spec, backend, log, on_epoch=lines)
     finally:
         if meters.energy is not None:  # the meters ran (and stopped): a partial run reports too
             rec["energy"], rec["resources"] = meters.energy, meters.resources(backend)
@@ -132,6 +138,8 @@ def check_parity(req: RunRequest, data) -> dict:
 
 def _label(req: RunRequest, rec: dict) -> str:
     label = f"{req.framework}/{rec['device']['kind']}"
+    if rec["parallel"]["devices"] > 1:
+        label += f" x{rec['parallel']['devices']}"
     if req.repeat.policy == "until-stable":  # how many runs is not known yet
         return label + f" #{req.repeat.index + 1} (until stable, {req.repeat.of}-{req.repeat.max})"
     if req.repeat.of > 1:

@@ -231,5 +231,8 @@ def run_job(req, started: float) -> int:
     except Exception as e:  # reported in the table, not a crash of verify
         result = error_result(steps, reason(e))
     out = {"framework": req.framework, "parity": result, **info}
-    atomic.write_bytes(req.result_path, json.dumps(out, allow_nan=False).encode(), replace=True)
+    from runner.workload import ranks
+
+    if ranks.is_writer():  # data-parallel: every rank took the gate together, rank 0 reports it
+        atomic.write_bytes(req.result_path, json.dumps(out, allow_nan=False).encode(), replace=True)
     return 0

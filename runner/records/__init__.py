@@ -83,7 +83,14 @@ def _v3_to_v4(record: dict) -> dict:
     """v4 added the launcher and the per-run log file; every v3 run was a worker subprocess
     (the only launcher then) that logged to the terminal. v4's parity block lists its checks."""
     return {**record, "schema_version": 4, "launcher": {"name": "process", "settings": {}}, "log_file": None,
-            "parity": _v3_parity(record.get("parity"))}
+            "parity": _v3_parity(record.get("parity")), "parallel": _single(record)}
+
+
+def _single(record: dict) -> dict:
+    """A v3 run ran in one process on one device (v4 added data-parallel runs and their `parallel`)."""
+    batch = record["spec"]["batch_size"]
+    return {"world_size": 1, "processes": 1, "devices": 1, "strategy": "none", "comm_backend": None,
+            "global_batch": batch, "per_rank_batch": batch, "timing": "one process"}
 
 
 # v(N) -> v(N+1) converters; read() applies them in turn.

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner import atomic, records
+from runner.backends.base import single_parallel
 from runner.request import RunRequest
 from runner.machine import probe
 from runner.workload import harness
@@ -42,6 +43,7 @@ def skeleton(req: RunRequest) -> dict:
         "spec_hash": spec.hash,
         "framework": {"name": req.framework, "version": None, "build": None},
         "device": {"kind": None, "name": None, "requested": req.device},
+        "parallel": planned_parallel(req),  # the backend's own once it is built
         "platform": dict(req.platform),
         "hardware": hardware,
         "software": probe.software(),
@@ -56,6 +58,23 @@ def skeleton(req: RunRequest) -> dict:
         "energy": {"joules": None, "method": "none", "scope": "nothing measured: training did not start",
                    "window_s": None, "parts": [], "errors": {}},
     }
+
+
+def planned_parallel(req: RunRequest) -> dict:
+    """The `parallel` block the request asks for, so that a run that dies before its backend is built
+    (or a rank that takes the others down) is still recorded with its world size."""
+    batch, settings = req.spec.batch_size, req.launcher.settings
+    devices = str(req.options.get("devices", "1"))  # the JAX backend's option
+    if req.launcher.name == "torchrun":
+        n = int(settings.get("nproc_per_node", 1)) * int(settings.get("nnodes", 1))
+        strategy = "torch DistributedDataParallel"
+    elif devices.isdigit() and int(devices) > 1:
+        n, strategy = int(devices), "jax.sharding: NamedSharding, batch split, weights replicated"
+    else:
+        return single_parallel(batch)
+    return {"world_size": n, "processes": n if req.launcher.name == "torchrun" else 1, "devices": n,
+            "strategy": strategy, "comm_backend": None, "global_batch": batch,
+            "per_rank_batch": max(1, batch // n), "timing": "as requested: the run ended before its backend started"}
 
 
 def finish(rec: dict, req: RunRequest, log: harness.TrainLog, wall_s: float | None,

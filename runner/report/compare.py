@@ -39,7 +39,7 @@ from runner.errors import RecordError, UserError
 from runner.records import COMPLETED
 
 NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked noisy
-BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options")
+BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options", "devices")
 
 
 def printable(text: str) -> str:
@@ -102,16 +102,44 @@ def spec_label(spec: dict) -> str:
 
 
 def options_label(rec: dict) -> str:
-    options = rec["framework"].get("options") or {}
+    options = rec["framework"].get("options") or {}  # the device count shows in the device column
     if not isinstance(options, dict):  # the schema leaves framework's other keys open
         return str(options)
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in SCALE_OPTIONS)
 
 
 def group_key(rec: dict) -> tuple:
     fw, dev = rec["framework"], rec["device"]
     return (rec["spec_hash"], rec["platform"]["name"], hardware_label(rec), fw["name"], fw.get("version"),
-            options_label(rec), dev.get("kind") or dev.get("requested"), dev.get("name"))
+            options_label(rec), dev.get("kind") or dev.get("requested"), dev.get("name"), *parallel_key(rec))
+
+
+def parallel_key(rec: dict) -> tuple[int, int]:
+    """(world size, devices): a data-parallel run never shares a row with a one-device run."""
+    par = rec.get("parallel") or {}
+    return par.get("world_size", 1), par.get("devices", 1)
+
+
+# Options that choose how many devices, not how the framework runs: shown as the device count, not as
+# options, so a data-parallel row and its 1-device row differ only in it.
+SCALE_OPTIONS = ("devices",)
+
+
+def _scale_key(row: dict) -> tuple:
+    """What a data-parallel row shares with its one-device row: all but the device count."""
+    return (row["spec_hash"], row["platform"], row["hardware"], row["framework"], row["version"], row["options"],
+            row["device"])
+
+
+def apply_scaling(table: list[dict]) -> None:
+    """speedup = the 1-device row's steady s/epoch / this row's; efficiency = speedup / devices. Only
+    where both rows exist and have timings (same spec, machine, framework and version, device kind)."""
+    single = {_scale_key(r): r for r in table if r["devices"] == 1 and r["steady_epoch_s"] is not None}
+    for row in table:
+        base = single.get(_scale_key(row))
+        if row["devices"] > 1 and base is not None and row["steady_epoch_s"]:
+            row["speedup"] = base["steady_epoch_s"] / row["steady_epoch_s"]
+            row["efficiency"] = row["speedup"] / row["devices"]
 
 
 def _orphan(rec: dict) -> bool:
@@ -186,6 +214,10 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
         "version": first["framework"].get("version"),
         "options": options_label(first),
         "device": group_key(first)[6],
+        "world_size": parallel_key(first)[0],
+        "devices": parallel_key(first)[1],
+        "speedup": None,  # set by apply_scaling, against the 1-device row
+        "efficiency": None,
         "parity": parity_verdict(group),
         "platform": first["platform"]["name"],
         "hardware": hardware_label(first),
@@ -255,7 +287,7 @@ def matches(row: dict, criteria: dict[str, str]) -> bool:
     """Every KEY=VALUE holds, case-insensitively: options as a set of pairs in any order, hardware as a
     substring of the label (it is long), the other keys exactly."""
     for key, want in criteria.items():
-        have, want = (row[key] or "").casefold(), want.casefold()
+        have, want = str(row[key] or "").casefold(), want.casefold()
         if key == "options":
             ok = _pairs(have) == _pairs(want)
         elif key == "hardware":
@@ -304,11 +336,12 @@ def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOI
         groups[group_key(rec)].append(rec)
     _adopt_orphans(groups)
     table = [aggregate(g, noisy_cv) for g in groups.values()]
+    apply_scaling(table)
     if baseline is not None:
         _apply_baseline(table, [_steady(g) for g in groups.values()], baseline)
     # Rows without timings last.
     return sorted(table, key=lambda r: (r["spec_hash"], r["steady_epoch_s"] is None, r["steady_epoch_s"] or 0,
-                                        r["framework"], r["device"]))
+                                        r["framework"], r["device"], r["devices"]))
 
 
 def _num(value, fmt: str) -> str:
@@ -335,7 +368,14 @@ def _notes(row: dict) -> str:
     return "; ".join(notes)
 
 
-def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
+def _scaling(row: dict) -> str:
+    """"1.84x, 92 %" against the 1-device row; "1 device" for that row."""
+    if row["speedup"] is None:
+        return "1 device" if row["devices"] == 1 else "-"
+    return f"{row['speedup']:.2f}x, {100 * row['efficiency']:.0f} %"
+
+
+def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bool = False) -> dict:
     runs = f"{row['completed']}/{row['runs']}"
     not_ok = {k: v for k, v in row["statuses"].items() if k != "ok"}
     if not_ok:
@@ -351,7 +391,8 @@ def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
     parity = {"fail": "FAIL: not comparable", "error": "error"}.get(row["parity"], row["parity"])
     out = {
         "framework": f"{row['framework']} {row['version'] or ''}".strip() + options,
-        "device": row["device"], "platform": row["platform"], "hardware": row["hardware"],
+        "device": row["device"] + (f" x{row['devices']}" if row["devices"] > 1 else ""),
+        "platform": row["platform"], "hardware": row["hardware"],
         "parity": parity, "runs ok": runs, "n": str(row["n"]),
         "s/epoch (median [95% CI])": _with_ci(row["steady_epoch_s"], row["steady_epoch_s_ci_low"],
                                               row["steady_epoch_s_ci_high"]),
@@ -367,6 +408,8 @@ def _display(row: dict, with_baseline: bool, with_energy: bool) -> dict:
         "final acc %": pct(row["final_test_accuracy"]), "best acc %": pct(row["best_test_accuracy"]),
         ("s to target" if target is None else f"s to {100 * target:g}%"): ttt,
     }
+    if with_scaling:
+        out["scaling (speed-up, efficiency)"] = _scaling(row)
     if with_energy:
         out["train energy J"] = ("-" if row["energy_j"] is None
                                  else f"{row['energy_j']:,.0f} ({row['energy_method']})")
@@ -418,9 +461,11 @@ def render(table_rows: list[dict], fmt: str = "markdown") -> str:
     # Optional columns are the same in every block: a block without the baseline shows "-".
     with_baseline = any(r["baseline"] for r in table_rows)
     with_energy = any(r["energy_j"] is not None for r in table_rows)
+    with_scaling = any(r["speedup"] is not None for r in table_rows)
     for spec_hash in dict.fromkeys(r["spec_hash"] for r in table_rows):
         mine = [r for r in table_rows if r["spec_hash"] == spec_hash]
-        cells = [{k: _markdown(v) for k, v in _display(r, with_baseline, with_energy).items()} for r in mine]
+        cells = [{k: _markdown(v) for k, v in _display(r, with_baseline, with_energy, with_scaling).items()}
+                 for r in mine]
         blocks.append(f"### {_markdown(mine[0]['spec'])} (spec {spec_hash[:12]})\n\n"
                       + tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True))
     return "\n\n".join(blocks) if blocks else "(no records)"

@@ -1,0 +1,139 @@
+"""The matrix as a Slurm job array, against a real Slurm (slurmctld + slurmd + munged on localhost,
+started by scripts/slurm-local.sh from a temp dir and stopped by PID): records, Slurm facts in them,
+the merged table, status, a lost task resubmitted alone, a cancelled task's record, torchrun in sbatch."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, needs_torch, run_cli
+
+SMOKE = ["--dataset", "synthetic", "--preset", "smoke", "--device", "cpu", "--parity-steps", "5"]
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory, _isolated_caches):
+    """A one-node Slurm for this session (SLURM_CONF set for every subprocess); skipped with the
+    script's reason where it cannot run (not root, no apt, Slurm's ports taken)."""
+    work = tmp_path_factory.mktemp("slurm")
+    script = ROOT / "scripts" / "slurm-local.sh"
+    t0 = time.monotonic()
+    out = subprocess.run(["bash", str(script), "start", str(work)], capture_output=True, text=True, timeout=600)
+    if out.returncode == 3:
+        pytest.skip(f"no local Slurm: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 0, out.stderr
+    saved = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(work / "slurm.conf")
+    print(f"\nslurm-local: up in {time.monotonic() - t0:.1f} s")
+    yield work
+    subprocess.run(["bash", str(script), "stop", str(work)], timeout=120)
+    if saved is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = saved
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+
+
+def _submit(shared, *args, data):
+    out = run_cli("slurm", "submit", *SMOKE, "--data-dir", data, "--out", shared, *args, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("job ")[1].split(",")[0]
+
+
+def _wait(shared, timeout=600):
+    out = run_cli("slurm", "wait", shared, "--timeout", timeout, "--poll", "0.5", timeout=timeout + 60)
+    return out
+
+
+def test_dry_run_prints_a_plain_sbatch_script_and_writes_nothing(tmp_path):
+    out = run_cli("slurm", "submit", "--framework", "torch,jax", "--models", "lenet5,mlp", "--repeats", "2",
+                  "--partition", "gpu", "--gpus-per-task", "1", "--time", "01:00:00", "--container", "/c/dl.sif",
+                  "--sbatch=--account=abc", "--dataset", "synthetic", "--out", tmp_path / "run", "--dry-run",
+                  timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for line in ("#SBATCH --array=0-7", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1",
+                 "#SBATCH --time=01:00:00", "#SBATCH --account=abc", "#SBATCH --signal=B:TERM@60"):
+        assert line in lines, line
+    assert lines[-1].startswith("exec apptainer exec --nv --bind ") and " /c/dl.sif python -m runner slurm task " in lines[-1]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_three_task_array_leaves_three_records_and_one_table(slurm, tmp_path, synthetic_dir):
+    shared = tmp_path / "shared"
+    t0 = time.monotonic()
+    job = _submit(shared, "--framework", "torch", "--models", "lenet5,mlp,cnn", "--cpus-per-task", "2",
+                  data=synthetic_dir)
+    out = _wait(shared)
+    took = time.monotonic() - t0
+    assert out.returncode == 0, out.stdout + out.stderr
+    print(f"\nslurm: 3-task array submitted and finished in {took:.1f} s")
+    recs = _records(shared)
+    assert sorted(r["spec"]["model"] for r in recs) == ["cnn", "lenet5", "mlp"]
+    for r in recs:
+        assert r["status"] == "ok" and r["parity"]["status"] == "pass", r["error"]
+        assert r["platform"] == {"name": "slurm", "source": "detected"}
+        sched = r["environment"]["scheduler"]
+        assert sched["kind"] == "slurm" and sched["array_job_id"] == job and sched["partition"] == "debug"
+        assert sched["nodes"] and sched["num_nodes"] == 1 and sched["cluster"] == "dlbench-local"
+    assert sorted(r["environment"]["scheduler"]["array_task_id"] for r in recs) == ["0", "1", "2"]
+    assert (shared / "slurm" / "dlbench.sbatch").read_text().startswith("#!/bin/bash")
+    table = run_cli("compare", shared, "--format", "json", timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert len(json.loads(table.stdout)) == 3 and "skipped" not in table.stderr  # requests are not records
+
+    # A task that left nothing (a node died): status shows the hole, resubmit reruns it alone.
+    lost = next(p for p in shared.glob("*.json") if json.loads(p.read_text())["spec"]["model"] == "mlp")
+    lost.rename(tmp_path / lost.name)
+    status = run_cli("slurm", "status", shared, timeout=60)
+    assert status.returncode == 0 and status.stdout.count("missing") == 1, status.stdout
+    again = run_cli("slurm", "resubmit", shared, timeout=60)
+    assert again.returncode == 0 and "resubmitted task(s) 1 as job" in again.stdout, again.stdout + again.stderr
+    assert _wait(shared).returncode == 0
+    assert sorted(r["spec"]["model"] for r in _records(shared)) == ["cnn", "lenet5", "mlp"]
+    nothing = run_cli("slurm", "resubmit", shared, timeout=60)
+    assert "nothing to resubmit" in nothing.stdout
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_cancelled_task_records_that_it_was_interrupted(slurm, tmp_path, synthetic_dir):
+    shared = tmp_path / "shared"
+    job = _submit(shared, "--framework", "torch", "--epochs", "200", "--cpus-per-task", "2", data=synthetic_dir)
+    log = shared / "slurm" / "logs" / f"{job}_0.out"
+    deadline = time.monotonic() + 300
+    try:
+        while "/200  loss" not in (log.read_text() if log.exists() else ""):  # an epoch trained: past the imports
+            assert time.monotonic() < deadline, "the task never started training"
+            time.sleep(0.5)
+    finally:
+        subprocess.run(["scancel", f"{job}_0"], check=True, timeout=60)
+    out = _wait(shared, timeout=300)
+    (rec,) = _records(shared)
+    assert rec["status"] == "interrupted" and "interrupted by SIGTERM" in rec["error"], rec["error"]
+    assert rec["metrics"]["epochs_completed"] >= 1
+    assert out.returncode == 1 and "interrupted" in out.stdout  # no result yet: resubmit would rerun it
+
+
+@pytest.mark.slow
+@needs_torch
+def test_torchrun_inside_sbatch_two_ranks_one_record(slurm, tmp_path, synthetic_dir):
+    shared = tmp_path / "shared"
+    _submit(shared, "--framework", "torch", "--launcher", "torchrun", "--nproc", "2", "--cpus-per-task", "2",
+            data=synthetic_dir)
+    out = _wait(shared)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (rec,) = _records(shared)
+    assert rec["status"] == "ok" and rec["parity"]["status"] == "pass"
+    assert rec["parallel"]["world_size"] == 2 and rec["parallel"]["comm_backend"] == "gloo"
+    assert rec["launcher"]["name"] == "torchrun" and rec["environment"]["scheduler"]["kind"] == "slurm"
