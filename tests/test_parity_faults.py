@@ -95,7 +95,7 @@ def _torch_bf16():
                     with torch.autocast("cpu", dtype=torch.bfloat16):
                         return self.inner(x).float()
 
-            self.model = Autocast()
+            self.model = self.net = Autocast()  # net: what trains (the model, or its DDP wrapper)
     return BF16
 
 
