@@ -123,3 +123,23 @@ def test_keras_own_adam_fails_the_gate(small):
     keras = gate.check(lambda: KerasAdam(spec, "cpu"), spec, data, STEPS)
     assert ours["status"] == "pass", gate.describe(ours)
     assert keras["status"] == "fail" and "update_rel_diff" in keras["failed"], gate.describe(keras)
+
+
+def test_a_collapsed_loss_is_judged_at_the_scale_training_ran_at():
+    """On easy data the loss falls ~1e5-fold in 30 steps; float32 rounds it (and its gradient) at the
+    scale of the first steps, so a plain relative check failed torch, TF and JAX alike on synthetic mlp
+    (~1e-2). Honest rounding of the small loss passes; a loss 63x off still fails."""
+    w = {"w": np.array([1.0, 2.0])}
+    at = [{"loss": 2.3, "logits": np.zeros((1, 2)), "g": {"w": np.array([0.3, 0.4])}, "w": w,
+           "dw": {"w": np.array([1e-3, 1e-3])}},
+          {"loss": 1e-5, "logits": np.zeros((1, 2)), "g": {"w": np.array([3e-6, 4e-6])}, "w": w,
+           "dw": {"w": np.array([1e-3, 1e-3])}}]
+    y = {"at": at, "losses": [2.3, 1e-5]}
+
+    def framework(loss2, g2):
+        return {"losses": [2.3, loss2], "at": [{**at[0], "g": at[0]["g"]}, {**at[1], "loss": loss2, "g": g2}]}
+
+    honest = gate.measure(framework(1e-5 + 1e-7, {"w": np.array([3e-6 + 5e-8, 4e-6])}), y)
+    assert honest["loss_rel_diff"] < 1e-7 and honest["grad_rel_diff"] < 1e-6  # were 1e-2 and 1e-2
+    summed = gate.measure(framework(63e-5, {"w": np.array([3e-6, 4e-6])}), y)
+    assert summed["loss_rel_diff"] > 2e-4  # still far above the 1e-5 limit

@@ -62,6 +62,10 @@ TRAJECTORY_FLOOR = 1e-6           # ... but never below this (an envelope of ~0 
 CHECK_NAMES = (*LIMITS, "trajectory_max_diff")
 
 
+def _norm(a: dict) -> float:
+    return sum(float((np.asarray(v, np.float64) ** 2).sum()) for v in a.values()) ** 0.5
+
+
 def _norm_diff(a: dict, b: dict) -> float:
     num = sum(float(((np.asarray(a[k], np.float64) - b[k]) ** 2).sum()) for k in b)
     den = sum(float((np.asarray(b[k], np.float64) ** 2).sum()) for k in b)
@@ -96,10 +100,18 @@ def framework_run(backend, spec: Spec, y: dict) -> dict:
 def measure(fw: dict, y: dict) -> dict:
     """Every check's measured value (see the module docstring), None where not finite."""
     loss, logits, grad, upd, ratios = [], [], [], [], []
+    # float32 rounds a loss and its gradient at the scale training runs at, not at their own size:
+    # softmax's 1 - p comes from p ~ 1, so once the loss collapses (easy data: ~1e5-fold within 30
+    # steps of the synthetic set) a plain relative check measures rounding, not correctness (measured:
+    # torch, TF and JAX all read ~1e-2 on synthetic mlp and cnn, with logits, updates and trajectory at
+    # 1e-7). Both are relative to the largest reference value among the checked states instead: on
+    # real data that is step 1's, and every injected fault stays orders of magnitude above the limit.
+    loss_scale = max([abs(r["loss"]) for r in y["at"]] + [1e-30])
+    grad_scale = max([_norm(r["g"]) for r in y["at"]] + [1e-30])
     for f, r in zip(fw["at"], y["at"]):
-        loss.append(abs(f["loss"] - r["loss"]) / max(abs(r["loss"]), 1e-30))
+        loss.append(abs(f["loss"] - r["loss"]) / max(abs(r["loss"]), loss_scale))
         logits.append(float(np.abs(f["logits"] - r["logits"]).max() / max(1.0, np.abs(r["logits"]).max())))
-        grad.append(_norm_diff(f["g"], r["g"]))
+        grad.append(_norm_diff(f["g"], r["g"]) * _norm(r["g"]) / max(_norm(r["g"]), grad_scale))
         errs = []
         for n, ref_dw in r["dw"].items():
             ref_dw, got, w = np.asarray(ref_dw, np.float64), f["dw"][n], r["w"][n]
