@@ -212,24 +212,6 @@ def test_a_spec_that_does_not_match_its_hash_is_skipped(tmp_path, capsys):
         records.write(forged, tmp_path / "out")
 
 
-# Also found: negative times and accuracies over 100 % were accepted.
-@pytest.mark.parametrize("mutate, where", [
-    (lambda r: r["timing"].update(steady_epoch_s=-1.0), "timing/steady_epoch_s"),
-    (lambda r: r["timing"].update(epoch_train_s=[1.0, -0.1]), "timing/epoch_train_s/1"),
-    (lambda r: r["timing"].update(wall_s=-5), "timing/wall_s"),
-    (lambda r: r["metrics"].update(best_test_accuracy=1.01), "metrics/best_test_accuracy"),
-    (lambda r: r["metrics"].update(test_accuracy=[0.5, 99.0]), "metrics/test_accuracy/1"),
-    (lambda r: r["metrics"].update(time_to_target_s=-3.0), "metrics/time_to_target_s"),
-    (lambda r: r["metrics"].update(images_per_s=-1.0), "metrics/images_per_s"),
-    (lambda r: r["metrics"].update(target_epoch=0), "metrics/target_epoch"),
-])
-def test_schema_bounds_refuse_impossible_numbers(mutate, where):
-    r = make_record()
-    mutate(r)
-    with pytest.raises(RecordError, match=re.escape(f"at {where}:")):
-        records.validate(r)
-
-
 def test_a_fifo_named_json_does_not_hang_compare(tmp_path):
     _good(tmp_path)
     os.mkfifo(tmp_path / "pipe.json")

@@ -117,6 +117,15 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     (lambda r: r["energy"].pop("method"), "energy"),
     (lambda r: r["repeat"].update(policy="often"), "repeat/policy"),
     (lambda r: r["parity"].update(status="maybe"), "parity"),
+    # bounds: negative times and accuracies over 100 % were accepted (issue 20)
+    (lambda r: r["timing"].update(steady_epoch_s=-1.0), "timing/steady_epoch_s"),
+    (lambda r: r["timing"].update(epoch_train_s=[1.0, -0.1]), "timing/epoch_train_s/1"),
+    (lambda r: r["timing"].update(wall_s=-5), "timing/wall_s"),
+    (lambda r: r["metrics"].update(best_test_accuracy=1.01), "metrics/best_test_accuracy"),
+    (lambda r: r["metrics"].update(test_accuracy=[0.5, 99.0]), "metrics/test_accuracy/1"),
+    (lambda r: r["metrics"].update(time_to_target_s=-3.0), "metrics/time_to_target_s"),
+    (lambda r: r["metrics"].update(images_per_s=-1.0), "metrics/images_per_s"),
+    (lambda r: r["metrics"].update(target_epoch=0), "metrics/target_epoch"),
 ])
 def test_schema_rejects_bad_records(mutate, where):
     r = make_record()
