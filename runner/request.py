@@ -24,7 +24,7 @@ from typing import Any
 from runner.errors import UserError
 from runner.workload.spec import Spec
 
-REQUEST_VERSION = 1
+REQUEST_VERSION = 2  # 2: experiment and study (schema v5)
 JOBS = ("train", "parity")  # train: one timed run -> a record; parity: the gate alone -> a result file
 
 
@@ -78,6 +78,8 @@ class RunRequest:
     launcher: LaunchSettings = field(default_factory=LaunchSettings)
     hardware: dict | None = None    # the parent's probe, so the child does not probe again
     environment: dict | None = None
+    experiment: dict | None = None  # train: the sweep point or tuning trial this run is (the record's block)
+    study: dict | None = None       # ensemble / per_sample_grads: the study's settings (runner.experiments)
     version: int = REQUEST_VERSION
 
     def __post_init__(self):

@@ -18,7 +18,7 @@ from runner.workload.spec import FIELD_HELP, FIELDS, make_spec
 
 REQUEST_KEYS = {"job", "spec", "framework", "device", "data_dir", "out_dir", "run_id", "options", "platform",
                 "data_source", "command", "repeat", "sampling", "parity_steps", "launcher", "hardware",
-                "environment", "version"}
+                "environment", "experiment", "study", "version"}
 
 
 def _request(**changes) -> RunRequest:
@@ -49,7 +49,7 @@ def test_the_request_pins_its_keys_and_round_trips():
     (lambda d: d.update(parity_steps="7"), "parity_steps = '7' is not int"),
     (lambda d: d.update(parity_steps=True), "parity_steps = True is not int"),
     (lambda d: d.update(hardware=[]), "hardware = [] is not"),
-    (lambda d: d.update(version=0), "run request version 0: this dlbench reads version 1"),
+    (lambda d: d.update(version=0), "run request version 0: this dlbench reads version 2"),
     (lambda d: d.update(job="dance"), "unknown job 'dance'"),
     (lambda d: d["repeat"].pop("max"), "run request repeat: missing ['max']"),
     (lambda d: d["sampling"].update(interval_s="fast"), "interval_s = 'fast' is not float"),
@@ -69,7 +69,7 @@ def test_the_child_refuses_a_bad_request_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "runner.launch.child", str(path)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "run request version 99: this dlbench reads version 1" in out.stderr
+    assert "run request version 99: this dlbench reads version 2" in out.stderr
 
 
 def test_launchers_are_looked_up_by_name_with_their_settings():

@@ -17,7 +17,7 @@ from conftest import ROOT, has, needs_jax, needs_tf, needs_torch, run_cli
 from runner.machine import buildinfo, platforms, probe, where
 from runner.measure import nvml
 
-SCHEMA = json.loads((ROOT / "runner/records/schemas/record.v4.json").read_text())
+SCHEMA = json.loads((ROOT / "runner/records/schemas/record.v5.json").read_text())
 HARDWARE_KEYS = {"cpu", "memory_bytes", "gpus", "errors"}
 ENVIRONMENT_KEYS = {"hostname", "os", "container", "image", "notebook", "scheduler", "cloud", "apple_chip", "thread_env",
                     "errors"}

@@ -11,11 +11,11 @@ from runner.errors import RecordError
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
 TOP_KEYS = {"schema_version", "run_id", "launcher", "log_file", "created_utc", "status", "error", "command", "repeat", "spec",
             "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
-            "timing", "metrics", "parity", "resources", "energy", "parallel"}
+            "timing", "metrics", "parity", "resources", "energy", "parallel", "kind", "experiment", "study"}
 PARALLEL_KEYS = {"world_size", "processes", "devices", "strategy", "comm_backend", "global_batch", "per_rank_batch",
                  "timing"}
 TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
-               "epoch_train_s", "eval_s", "total_train_s", "train_fn_s"}
+               "epoch_train_s", "eval_s", "total_train_s", "train_fn_s", "epoch_data_s"}
 METRICS_KEYS = {"epochs_completed", "train_loss", "train_accuracy", "test_accuracy", "best_test_accuracy",
                 "final_test_accuracy", "best_train_accuracy", "mean_train_loss", "time_to_target_s",
                 "target_epoch", "images_per_s"}
@@ -73,10 +73,11 @@ def test_a_v1_record_reads_as_current_with_parity_unchecked(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(v1))
     got = records.read(path)
-    assert got["schema_version"] == records.SCHEMA_VERSION == 4
+    assert got["schema_version"] == records.SCHEMA_VERSION == 5
     assert got["parity"] is None
-    same = ("timing", "metrics", "spec", "spec_hash", "status", "run_id", "data", "command", "software")
+    same = ("metrics", "spec", "spec_hash", "status", "run_id", "data", "command", "software")
     assert {k: got[k] for k in same} == {k: v1[k] for k in same}
+    assert got["timing"] == {**v1["timing"], "epoch_data_s": None}  # v5: no loader then
 
 
 def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
@@ -85,7 +86,7 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     path = tmp_path / "v2.json"
     path.write_text(json.dumps(v2))
     got = records.read(path)
-    assert got["schema_version"] == 4
+    assert got["schema_version"] == 5
     assert got["hardware"]["cpu"]["brand"] == v2["hardware"]["cpu"]
     assert got["hardware"]["cpu"]["physical_cores"] == v2["hardware"]["cores"]
     assert got["hardware"]["cpu"]["flags"] is None and "not recorded" in got["hardware"]["errors"]["cpu.flags"]
@@ -97,8 +98,9 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     assert got["energy"]["joules"] is None and got["energy"]["method"] == "none"
     assert got["resources"] is None and got["framework"]["build"] is None
     assert got["repeat"] == {**v2["repeat"], "policy": "fixed", "max": v2["repeat"]["of"], "cv_threshold": None}
-    for key in ("timing", "metrics", "spec", "spec_hash", "data", "platform"):
+    for key in ("metrics", "spec", "spec_hash", "data", "platform"):
         assert got[key] == v2[key]
+    assert got["timing"] == {**v2["timing"], "epoch_data_s": None}
     # the parity block keeps every distance and its limit, in v4's shape
     assert got["parity"]["status"] == v2["parity"]["status"]
     assert {k: c["value"] for k, c in got["parity"]["checks"].items()} == {
@@ -264,3 +266,28 @@ def test_a_v4_parity_block_from_the_gate_validates():
     records.validate({**BASE, "parity": result})
     assert result["checked_steps"] == [1, 6] and result["failed"] == ["trajectory_max_diff"]
     records.validate({**BASE, "parity": gate.error_result(50, "BadZipFile: File is not a zip file")})
+
+
+def test_a_v4_record_reads_as_a_plain_train_run(tmp_path):
+    """v5 added experiments: a v4 record is a train run, in no sweep or trial, its data resident."""
+    v4 = {k: v for k, v in BASE.items() if k not in ("kind", "experiment", "study")}
+    v4 = {**v4, "schema_version": 4, "timing": {k: v for k, v in BASE["timing"].items() if k != "epoch_data_s"}}
+    path = tmp_path / "v4.json"
+    path.write_text(json.dumps(v4))
+    got = records.read(path)
+    assert (got["kind"], got["experiment"], got["study"], got["timing"]["epoch_data_s"]) == ("train", None, None, None)
+    assert got["timing"]["steady_epoch_s"] == BASE["timing"]["steady_epoch_s"]
+
+
+def test_a_sweep_point_and_a_study_validate_and_bad_ones_do_not():
+    point = {"kind": "sweep", "id": "bs-3f2a", "point": {"batch_size": 128}, "index": 1, "size": 4, "state": None}
+    records.validate({**BASE, "experiment": point, "timing": {**BASE["timing"], "epoch_data_s": [0.5, 0.25]}})
+    study = {"name": "ensemble", "settings": {"arch": "mlp4"}, "checks": [
+        {"name": "max_abs_diff_vs_alone", "value": 1e-7, "limit": 1e-5, "passed": True}],
+        "operations": [{"op": "fprop", "size": 4, "n": 10, "mean_s": 0.01, "std_s": 0.001, "min_s": 0.009, "max_s": 0.012}]}
+    records.validate({**BASE, "kind": "ensemble", "study": study})
+    for bad in ({**BASE, "kind": "sweep"}, {**BASE, "experiment": {**point, "kind": "grid"}},
+                {**BASE, "study": {**study, "operations": [{"op": "fprop"}]}},
+                {**BASE, "timing": {**BASE["timing"], "epoch_data_s": [-1.0]}}):
+        with pytest.raises(RecordError):
+            records.validate(bad)

@@ -56,6 +56,9 @@ class EpochStats:
     loss_sum: Any       # sum of per-step mean losses
     correct: Any        # training samples classified correctly (in train mode, before each step)
     steps: int
+    # Loader mode only (a DataLoader / tf.data / host loader feeding the steps): seconds this epoch
+    # waited for its batches, part of its training time; None where the data sits on the device.
+    data_s: float | None = None
 
 
 class Backend(Protocol):

@@ -24,9 +24,14 @@ from pathlib import Path
 from runner import atomic
 from runner.errors import RecordError
 
-SCHEMA_VERSION = 4
-STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target")
+SCHEMA_VERSION = 5
+# pruned: a tuning trial the pruner stopped early (runner.experiments.tune); its epochs are comparable,
+# its run is not complete.
+STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target", "pruned")
 COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
+
+# What made a record: the training workload, or one of the timed operation studies (runner.experiments).
+KINDS = ("train", "ensemble", "per_sample_grads")
 
 PARITY_STATUSES = ("pass", "fail", "error", "unavailable")
 
@@ -93,8 +98,15 @@ def _single(record: dict) -> dict:
             "global_batch": batch, "per_rank_batch": batch, "timing": "one process"}
 
 
+def _v4_to_v5(record: dict) -> dict:
+    """v5 added experiments: every v4 record is a plain training run (no sweep, no trial, no study)
+    whose data sat on the device (no loader, so no per-epoch loader wait)."""
+    return {**record, "schema_version": 5, "kind": "train", "experiment": None, "study": None,
+            "timing": {**record["timing"], "epoch_data_s": None}}
+
+
 # v(N) -> v(N+1) converters; read() applies them in turn.
-UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 MAX_BYTES = 256 << 20  # a record is kilobytes (samples go to a side file); a larger file is not one

@@ -32,6 +32,7 @@ class TrainLog:
     train_accuracy: list[float] = field(default_factory=list)
     test_accuracy: list[float | None] = field(default_factory=list)
     train_fn_s: float | None = None   # the whole loop: training, evaluation and the harness between
+    epoch_data_s: list[float] = field(default_factory=list)  # loader mode only: waiting for batches
 
     @property
     def epochs_completed(self) -> int:
@@ -49,6 +50,8 @@ def train(spec: Spec, backend, log: TrainLog, on_epoch=None, clock=time.perf_cou
             stats = backend.train_epoch(order)
             backend.synchronize()
             log.epoch_train_s.append(clock() - t0)
+            if stats.data_s is not None:  # a loader's wait, measured inside the epoch by the backend
+                log.epoch_data_s.append(stats.data_s)
             loss = float(stats.loss_sum) / stats.steps
             log.train_accuracy.append(int(stats.correct) / (stats.steps * spec.batch_size))
             if not math.isfinite(loss):
@@ -99,6 +102,7 @@ def timing_and_metrics(spec: Spec, log: TrainLog) -> tuple[dict, dict]:
         "eval_s": list(log.eval_s),
         "total_train_s": sum(log.epoch_train_s),
         "train_fn_s": log.train_fn_s,
+        "epoch_data_s": list(log.epoch_data_s) if log.epoch_data_s else None,
     }
     metrics = {
         "epochs_completed": done,
