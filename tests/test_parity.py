@@ -73,6 +73,24 @@ def test_a_cache_write_failure_warns_and_keeps_the_result(small, tmp_path, monke
     assert "could not cache the reference" in capsys.readouterr().err
 
 
+def test_a_cache_entry_from_other_reference_code_is_never_read(small, tmp_path, monkeypatch):
+    """A reference cached by other code (a shared user cache, an older checkout) is not this code's
+    reference: an entry poisoned under the old fingerprint must not reach the gate."""
+    spec, data = small
+    monkeypatch.setenv("DLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    first = yardstick.load_or_compute(spec, data.train_x, data.train_y, _sha(data), 3)
+    old = yardstick.cache_path(spec, _sha(data), 3)
+    assert old.name.endswith(f"-{yardstick.code_fingerprint()}.npz")
+    poisoned = dict(first, losses=first["losses"] + 1.0)
+    old.write_bytes(yardstick._pack(poisoned))
+    assert yardstick.load_or_compute(spec, data.train_x, data.train_y, _sha(data), 3)["losses"][0] == (
+        first["losses"][0] + 1.0)  # the same code reads its own entry back, as written
+    monkeypatch.setattr(yardstick, "code_fingerprint", lambda: "0123456789ab")  # the reference code changed
+    fresh = yardstick.load_or_compute(spec, data.train_x, data.train_y, _sha(data), 3)
+    assert np.array_equal(fresh["losses"], first["losses"])
+    assert yardstick.cache_path(spec, _sha(data), 3) != old and old.exists()
+
+
 def test_a_truncated_cache_entry_is_deleted_and_recomputed(small, tmp_path, monkeypatch, capsys):
     """Issue 20 #11: a truncated .npz made every later run say `parity: ERROR BadZipFile`, forever."""
     spec, data = small

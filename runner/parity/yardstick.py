@@ -13,6 +13,11 @@ Three things, all from runner.workload.reference's weights and epoch-0 batches:
     started from the initial weights moved by +-1 float32 ulp, elementwise at random; how far their
     losses stray from the float64 trajectory is what honest float32 arithmetic does on this spec.
 
+An entry is keyed by the spec, the data, K and a fingerprint of the code that computes it (the
+modules below, byte for byte): a change to the reference's math never meets an entry the old math
+wrote. (It did: a user cache shared by checkouts kept serving a cnn reference from before a fix,
+and the gate read torch's correct step-1 gradient as 1.3e-4 off.)
+
 The cache is a best effort: a write that fails (read-only or full disk) warns and the result is used
 anyway; an entry that cannot be read back completely (truncated, corrupt, another layout) is deleted
 with a warning and computed again.
@@ -20,6 +25,7 @@ with a warning and computed again.
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import zipfile
@@ -106,10 +112,29 @@ def replica_losses(spec: Spec, init: dict, train_x, train_y, order, replicas: in
 
 # -- the on-disk cache ------------------------------------------------------------------------------
 
+# The modules whose code decides the cached numbers: the reference's math, its float32 replicas, the
+# initial weights and batch order, the models, the spec's rules (Adam's bias corrections), and this one.
+FINGERPRINTED = ("runner.parity.float64", "runner.parity.npfloat32", "runner.parity.yardstick",
+                 "runner.workload.reference", "runner.workload.models", "runner.workload.spec")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 over the source of FINGERPRINTED, first 12 hex digits."""
+    import hashlib
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in FINGERPRINTED:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def cache_path(spec: Spec, data_sha: str, steps: int) -> Path:
     from runner.data.store import cache_root
 
-    return cache_root() / "parity" / f"v{CACHE_LAYOUT}-{spec.hash[:16]}-{data_sha[:16]}-{steps}.npz"
+    return (cache_root() / "parity"
+            / f"v{CACHE_LAYOUT}-{spec.hash[:16]}-{data_sha[:16]}-{steps}-{code_fingerprint()}.npz")
 
 
 def _pack(y: dict) -> bytes:
