@@ -15,8 +15,8 @@ Three things, all from runner.workload.reference's weights and epoch-0 batches:
 
 An entry is keyed by the spec, the data, K and a fingerprint of the code that computes it (the
 modules below, byte for byte): a change to the reference's math never meets an entry the old math
-wrote. (It did: a user cache shared by checkouts kept serving a cnn reference from before a fix,
-and the gate read torch's correct step-1 gradient as 1.3e-4 off.)
+wrote. (The user cache is shared by every checkout and outlives upgrades: the likely cause of a torch
+x cnn gradient read 1.3e-4 off that a fresh cache reads 2.4e-6.)
 
 The cache is a best effort: a write that fails (read-only or full disk) warns and the result is used
 anyway; an entry that cannot be read back completely (truncated, corrupt, another layout) is deleted
