@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from runner.errors import UserError
+from runner.launch.engine import client as engine_client
 from runner.launch.launchers import CHILD, Exit, Launcher
 from runner.request import RunRequest
 
@@ -36,18 +37,7 @@ class ContainerLauncher(Launcher):
     grace_s: float = 120.0
 
     def _client(self):
-        try:
-            import docker
-        except ImportError:
-            raise UserError("the container launcher needs the docker SDK: pip install 'dlbench[container]'") from None
-        try:
-            client = docker.DockerClient(base_url=self.engine) if self.engine else docker.from_env()
-            client.ping()
-        except Exception as e:
-            where = self.engine or os.environ.get("DOCKER_HOST") or "the default Docker socket"
-            raise UserError(f"no container engine answers at {where} ({type(e).__name__}); start Docker, or"
-                            f" podman's socket (podman system service) and set DOCKER_HOST") from None
-        return client
+        return engine_client(self.engine, who="the container launcher")
 
     def preflight(self) -> None:
         import docker
