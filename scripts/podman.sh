@@ -11,11 +11,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${DLBENCH_PODMAN_DIR:-$repo/.podman}"
-base="${DLBENCH_BASE_IMAGE:-docker.io/library/debian:bookworm-slim}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 export CONTAINERS_CONF="$work/containers.conf" CONTAINERS_STORAGE_CONF="$work/storage.conf" TMPDIR="$work/tmp"
-ca=/etc/ssl/certs/ca-certificates.crt
 
 say() { echo "podman.sh: $*" >&2; }
 
@@ -58,7 +56,12 @@ mirror() {  # the Debian mirror this machine's apt uses (deb822 or one-line sour
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
+plan() {  # the build's arguments as podman flags, from the one place `python -m runner image build` reads too
+  (cd "$repo" && "${DLBENCH_PYTHON:-python3}" -m runner image args "$@")
+}
+
 make_base() {  # no registry here: the base image is bootstrapped from Debian's own mirror (~20 s)
+  local base="$1"
   podman image exists "$base" && return
   say "making $base with mmdebstrap from $(mirror)"
   mmdebstrap --quiet --variant=minbase bookworm "$work/base.tar" "$(mirror)"
@@ -66,27 +69,24 @@ make_base() {  # no registry here: the base image is bootstrapped from Debian's 
   rm -f "$work/base.tar"
 }
 
-setup() { install_tools; configure; make_base; }
+setup() {  # the base image is the one the plan names (DLBENCH_BASE_IMAGE moves it)
+  local base
+  install_tools; configure
+  base="$(plan cpu | sed -n 's/^--build-arg=BASE_IMAGE=//p')"
+  make_base "$base"
+}
 
 build() {
   local kind="${1:?build cpu|cuda}"; shift || true
   [ -f "$repo/images/$kind/Dockerfile" ] || { say "no images/$kind/Dockerfile (choose cpu or cuda)"; exit 2; }
   setup
-  local revision version args=()
-  revision="$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)"
-  if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null)" ]; then revision="$revision+dirty"; fi
-  version="$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$repo/runner/__init__.py")"
-  # pip inside the build trusts this machine's CA (a TLS-inspecting proxy sits between us and PyPI)
-  [ -f "$ca" ] && args+=(--volume "$ca:/etc/ssl/certs/host-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/certs/host-ca.crt)
-  # the CPU torch wheel lies on this disk (download.pytorch.org is unreachable here); same bytes, same hash
-  if [ "$kind" = cpu ] && [ -d "${DLBENCH_WHEELS:-/opt/wheels}" ]; then
-    args+=(--volume "${DLBENCH_WHEELS:-/opt/wheels}:/wheels:ro" --build-arg PIP_FIND_LINKS=/wheels --build-arg TORCH_INDEX=)
-  fi
-  say "building dlbench:$kind (revision $revision)"
+  # build args and their mounts (the host CA for pip, the local wheels): runner/launch/images.py plan()
+  local flags
+  flags="$(plan "$kind")"
+  mapfile -t args <<< "$flags"
+  say "building dlbench:$kind ($(sed -n 's/^--build-arg=REVISION=/revision /p' <<< "$flags"))"
   podman build --pull=never --network=host --format docker -f "$repo/images/$kind/Dockerfile" \
-    --build-arg "BASE_IMAGE=$base" --build-arg "IMAGE=dlbench:$kind" \
-    --build-arg "REVISION=$revision" --build-arg "VERSION=$version" \
-    "${args[@]}" "$@" -t "dlbench:$kind" "$repo"
+    "${args[@]}" "$@" "$repo"
   podman image ls "dlbench:$kind" >&2
 }
 
