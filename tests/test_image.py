@@ -1,8 +1,9 @@
 """The images: hadolint on both Dockerfiles; both locks resolve for linux x86-64 and match their inputs
-(PyPI); dlbench:cpu built with real podman and run with --network=none, records on a mounted folder.
+(PyPI); dlbench:cpu built with real podman and run with --network=none, records on a mounted folder;
+`python -m runner image build|run|list` through the docker SDK against podman's Docker-compatible socket.
 
-    python -m pytest tests/test_image.py -q -m "not slow"   # hadolint
-    python -m pytest tests/test_image.py -q                  # + locks, build and run dlbench:cpu (~6 min cold, ~2 warm)
+    python -m pytest tests/test_image.py -q -m "not slow"   # hadolint, the build plan, no engine
+    python -m pytest tests/test_image.py -q                  # + locks, build and run dlbench:cpu (~6 min cold, ~3 warm)
 
 The image test builds through scripts/podman.sh (podman, runc and a local Debian base; as root it
 installs what is missing) and skips, with the reason, only where podman can neither be found nor installed.
@@ -192,3 +193,159 @@ def test_the_container_launcher_runs_each_child_in_the_image(podman_socket, cpu_
     assert rec["environment"]["container"]["kind"] == "podman"  # probed inside, not copied from the host
     assert rec["environment"]["image"]["image"] == "dlbench:cpu"
     assert (out / rec["log_file"]).exists() and path.stat().st_uid == os.getuid()
+
+
+# ---- python -m runner image: the docker SDK, here against podman's socket ------------------------
+
+def _cli(*args, timeout=900, env=None):
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_the_build_plan_is_the_images_identity_plus_what_this_machine_mounts(tmp_path):
+    from runner import __version__
+    from runner.launch import images
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    plan = images.plan("cpu", env={"DLBENCH_WHEELS": str(wheels)})
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert plan.args["REVISION"].startswith(head) and plan.args["VERSION"] == __version__
+    assert plan.args["IMAGE"] == plan.tag == "dlbench:cpu" and plan.args["BASE_IMAGE"].endswith("debian:bookworm-slim")
+    assert plan.local["PIP_FIND_LINKS"] == "/wheels" and plan.local["TORCH_INDEX"] == ""
+    assert plan.mounts[str(wheels)] == "/wheels"
+    assert "PIP_FIND_LINKS" not in images.plan("cuda", env={"DLBENCH_WHEELS": str(wheels)}).local  # torch: PyPI
+    assert images.plan("cpu", env={"DLBENCH_WHEELS": str(tmp_path / "none")}).local.keys() <= {"PIP_CERT"}
+    # what a user passes wins, and a Docker engine (no build mounts) gets the identity only
+    mine = images.plan("cpu", tag="me/bench:1", extra={"TORCH_INDEX": "https://x", "REVISION": "r1"},
+                       env={"DLBENCH_WHEELS": str(wheels)})
+    assert mine.build_args()["TORCH_INDEX"] == "https://x" and mine.args["REVISION"] == "r1"
+    assert mine.args["IMAGE"] == "me/bench:1"
+    assert mine.build_args(mounting=False) == mine.args and "PIP_FIND_LINKS" not in mine.args
+
+
+def test_podman_sh_builds_with_the_plan_the_cli_prints(tmp_path):
+    """One place for the build args: `image args` prints them as podman flags, and scripts/podman.sh
+    passes exactly those (a stand-in podman on PATH records its arguments)."""
+    done = _cli("image", "args", "cpu", timeout=60)
+    assert done.returncode == 0, done.stderr
+    flags = done.stdout.splitlines()
+    assert all(f.startswith(("--build-arg=", "--volume=", "--tag=")) for f in flags), flags
+    assert "--tag=dlbench:cpu" in flags and "--build-arg=IMAGE=dlbench:cpu" in flags
+    assert any(f.startswith("--build-arg=REVISION=") for f in flags)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("runc", "mmdebstrap", "newuidmap", "slirp4netns"):
+        (fake / tool).write_text("#!/bin/sh\nexit 0\n")
+    (fake / "podman").write_text(f'#!/bin/sh\n[ "$1" = build ] && printf "%s\\n" "$@" > {tmp_path}/argv\nexit 0\n')
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "DLBENCH_PODMAN_DIR": str(tmp_path / "podman"),
+           "DLBENCH_PYTHON": sys.executable}
+    built = subprocess.run(["bash", str(PODMAN_SH), "build", "cpu"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert built.returncode == 0, built.stderr
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[argv.index(f"{ROOT}/images/cpu/Dockerfile") + 1:-1] == flags  # podman build ... -f F FLAGS ROOT
+    assert argv[-1] == str(ROOT)
+
+
+@pytest.mark.parametrize("action", [["list"], ["build", "cpu"], ["run", "cpu"]])
+def test_no_engine_is_one_line_and_exit_2(action, tmp_path):
+    done = _cli("image", *action, "--engine", f"unix://{tmp_path}/nothing.sock", timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"dlbench: error: no container engine answers at unix://{tmp_path}/nothing.sock")
+    assert done.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def sdk_build(podman_socket, cpu_image, tmp_path_factory):
+    """`image build cpu` through podman's socket, right after scripts/podman.sh built the same plan."""
+    logs = tmp_path_factory.mktemp("build-logs")
+    start = time.monotonic()
+    done = _cli("image", "build", "cpu", "--engine", podman_socket, "--log-dir", logs, timeout=1800, env=cpu_image)
+    return done, time.monotonic() - start, logs
+
+
+@pytest.mark.slow
+def test_image_build_through_the_sdk_reuses_the_podman_layers(sdk_build, cpu_image):
+    done, seconds, logs = sdk_build
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [line for line in done.stderr.splitlines() if line.upper().startswith("STEP ")]
+    total = int(steps[0].split("/")[1].split(":")[0].split()[0])
+    assert len(set(steps)) == total > 20 and steps[0].upper().startswith("STEP 1/") and "FROM" in steps[0]
+    (log,) = logs.glob("image-build-cpu-*.log")
+    assert str(log) in done.stderr.splitlines()[-1] and "RUN python -m runner data fetch" in log.read_text()
+    summary = done.stderr.splitlines()[-1]
+    cached = int(summary.split(" from the cache")[0].rsplit("(", 1)[1].split()[-1])
+    assert cached >= total - 2, summary  # every RUN and COPY came from podman.sh's build
+    print(f"\nimage build cpu through the SDK (warm cache): {seconds:.1f} s; {summary}")
+    inspect = subprocess.run(["podman", "image", "inspect", "dlbench:cpu"], capture_output=True, text=True,
+                             env=cpu_image, check=True)
+    labels = json.loads(inspect.stdout)[0]["Config"]["Labels"]
+    from runner.launch import images
+
+    assert labels["org.opencontainers.image.revision"] == images.revision()
+    assert labels["org.opencontainers.image.version"] == __import__("runner").__version__
+    assert labels["org.opencontainers.image.title"] == "dlbench:cpu"
+
+
+@pytest.mark.slow
+def test_a_failed_build_says_the_engines_error_in_one_line(podman_socket, cpu_image, tmp_path):
+    done = _cli("image", "build", "cpu", "--engine", podman_socket, "--log-dir", tmp_path, "--tag", "dlbench:broken",
+                "--build-arg", "BASE_IMAGE=localhost/dlbench-no-such-base:none", timeout=300, env=cpu_image)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("image: build of dlbench:broken failed at step 1/26") and "no-such-base" in last, last
+    assert "scripts/podman.sh" not in last  # the hint below is for RUN steps only
+    (log,) = tmp_path.glob("image-build-cpu-*.log")
+    assert "ERROR:" in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_run_step_podman_sh_did_not_cache_fails_with_the_mount_hint(podman_socket, cpu_image, tmp_path):
+    """podman's compat /build mounts no host files (4.3.1 ignores a `volume` query): a changed ARG before the
+    pip step makes pip run without the CA and wheels that PIP_CERT/PIP_FIND_LINKS name, and fail."""
+    done = _cli("image", "build", "cpu", "--engine", podman_socket, "--log-dir", tmp_path, "--tag", "dlbench:broken",
+                "--build-arg", "DLBENCH_OFFLINE=1", timeout=600, env=cpu_image)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert "failed at step 9/26" in last and "pip install" in last, last
+    assert last.endswith("bash scripts/podman.sh build cpu mounts them, and this command then reuses its layers")
+
+
+@pytest.mark.slow
+def test_image_run_writes_a_record_made_in_the_image(sdk_build, podman_socket, cpu_image, tmp_path):
+    results = tmp_path / "results"
+    done = _cli("image", "run", "cpu", "--engine", podman_socket, "--results", results, "--offline", "--",
+                "--preset", "smoke", "--dataset", "synthetic", "--framework", "torch", "--parity-steps", "0",
+                env=cpu_image)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| framework" in done.stdout and "[torch/cpu] epoch 1/1" in done.stderr  # demultiplexed
+    (path,) = results.glob("*.json")
+    rec = records.read(path)
+    assert rec["status"] == "ok" and rec["framework"]["name"] == "torch"
+    assert rec["platform"]["name"] == "docker" and rec["environment"]["container"]["kind"] == "podman"
+    assert rec["environment"]["image"]["image"] == "dlbench:cpu"
+    from runner.launch import images
+
+    assert rec["software"]["runner_git_sha"] == rec["environment"]["image"]["revision"] == images.revision()
+    assert path.stat().st_uid == os.getuid()
+    # the image's own exit code comes back: a bad flag is the runner's usage error inside
+    bad = _cli("image", "run", "cpu", "--engine", podman_socket, "--results", results, "--", "--framework", "nope",
+               timeout=300, env=cpu_image)
+    assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+@pytest.mark.slow
+def test_image_list_shows_the_built_image_with_its_labels(sdk_build, podman_socket, cpu_image):
+    from runner import __version__
+    from runner.launch import images
+
+    done = _cli("image", "list", "--engine", podman_socket, timeout=120, env=cpu_image)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["tag", "id", "size_gb", "created", "version", "revision"]
+    (row,) = [r for r in rows if r.split()[0].endswith("dlbench:cpu")]
+    assert __version__ in row.split() and images.revision() in row.split()
+    assert 1.0 < float(row.split()[2]) < 10.0  # GB
