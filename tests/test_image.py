@@ -215,7 +215,12 @@ def test_the_build_plan_is_the_images_identity_plus_what_this_machine_mounts(tmp
     assert plan.local["PIP_FIND_LINKS"] == "/wheels" and plan.local["TORCH_INDEX"] == ""
     assert plan.mounts[str(wheels)] == "/wheels"
     assert "PIP_FIND_LINKS" not in images.plan("cuda", env={"DLBENCH_WHEELS": str(wheels)}).local  # torch: PyPI
-    assert images.plan("cpu", env={"DLBENCH_WHEELS": str(tmp_path / "none")}).local.keys() <= {"PIP_CERT"}
+    assert images.plan("cpu", env={"DLBENCH_WHEELS": str(tmp_path / "none")}).local == {}  # an ordinary host
+    ca = tmp_path / "proxy-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    behind_proxy = images.plan("cuda", env={"PIP_CERT": str(ca)})  # pip here trusts a custom CA: so does the build
+    assert behind_proxy.local == {"PIP_CERT": "/etc/ssl/certs/host-ca.crt"} and behind_proxy.mounts == {
+        str(ca): "/etc/ssl/certs/host-ca.crt"}
     # what a user passes wins, and a Docker engine (no build mounts) gets the identity only
     mine = images.plan("cpu", tag="me/bench:1", extra={"TORCH_INDEX": "https://x", "REVISION": "r1"},
                        env={"DLBENCH_WHEELS": str(wheels)})

@@ -26,7 +26,6 @@ from runner.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("cpu", "cuda")
 BASE_IMAGE = "docker.io/library/debian:bookworm-slim"  # the Dockerfiles' default, fully named
-HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 TITLE = "org.opencontainers.image.title"
 LABEL = "org.opencontainers.image."
 STEP = re.compile(r"^step\s+(\d+)/(\d+)\s*:", re.IGNORECASE)  # Docker "Step 3/26 :", podman "STEP 3/26:"
@@ -64,10 +63,13 @@ def plan(kind: str, tag: str | None = None, extra: dict[str, str] | None = None,
     args = {"BASE_IMAGE": env.get("DLBENCH_BASE_IMAGE") or BASE_IMAGE, "IMAGE": tag,
             "REVISION": revision(root), "VERSION": __version__}
     local, mounts = {}, {}
-    # pip inside the build trusts this machine's CA (a TLS-inspecting proxy sits between us and PyPI)
-    if Path(HOST_CA).is_file():
+    # pip inside the build trusts the CA this machine's pip trusts, where that is a custom one ($PIP_CERT:
+    # a TLS-inspecting proxy between us and PyPI). An ordinary host sets none, and its cold build then
+    # needs no mount, which podman's build API could not give it.
+    host_ca = env.get("PIP_CERT")
+    if host_ca and Path(host_ca).is_file():
         local["PIP_CERT"] = "/etc/ssl/certs/host-ca.crt"
-        mounts[HOST_CA] = local["PIP_CERT"]
+        mounts[str(Path(host_ca).resolve())] = local["PIP_CERT"]
     # the CPU torch wheel lies on this disk where download.pytorch.org is unreachable; same bytes, same hash
     wheels = env.get("DLBENCH_WHEELS") or "/opt/wheels"
     if kind == "cpu" and Path(wheels).is_dir():
