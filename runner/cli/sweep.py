@@ -25,6 +25,12 @@ def add_parser(sub) -> None:
                                    " done in --out. Prints the sweep table (also: sweep-table OUT).")
     workload.add_arguments(p)
     run.add_run_arguments(p)
+    axes = {"set": "a spec field: FIELD=VALUE fixes it, FIELD=V1,V2,... is an axis, e.g. --set batch_size=32,64,128"
+                   " (repeatable: the grid is the product of the axes)",
+            "option": "a backend option: FRAMEWORK.KEY=VALUE fixes it, FRAMEWORK.KEY=V1,V2,... is an axis of that"
+                      " framework's runs, e.g. --option jax.loop=step,scan (repeatable)"}
+    for action in p._actions:  # the shared flags, said the way a sweep reads them
+        action.help = axes.get(action.dest, action.help)
 
 
 def main(args) -> int:
@@ -41,6 +47,9 @@ def main(args) -> int:
     flagged = {name for name in overrides if hasattr(args, f"spec_{name}")}
     sweep.check_axes(axes, flagged, work.frameworks, work.options)
     plan = sweep.plan(args.preset, overrides, work.options, axes, work.frameworks)
+    if hasattr(work.launcher, "check"):  # torchrun: every point's batch must split over the ranks
+        for point in plan.runs:
+            work.launcher.check(point.spec)
     repeats = run.repeats_policy(args)
     sampling, out = run.run_settings(args)
     outcomes, interrupted = sweep.execute(

@@ -44,6 +44,10 @@ def _trial(rec: dict) -> dict:
             "target_accuracy": rec["spec"].get("target_accuracy"), "wall_s": rec["timing"].get("wall_s")}
 
 
+def _latest(group: list[dict]) -> dict:
+    return max(group, key=lambda r: (r["experiment"]["index"] or 0, r["created_utc"]))
+
+
 def rows(recs: list[dict], study: str | None = None, top: int = 5) -> list[dict]:
     """One row per study x framework: counts, wall times and the best `top` completed trials."""
     studies: dict[tuple, list[dict]] = defaultdict(list)
@@ -57,7 +61,8 @@ def rows(recs: list[dict], study: str | None = None, top: int = 5) -> list[dict]
         best = sorted(done, key=lambda t: (-t["best_test_accuracy"], t["time_to_target_s"] is None,
                                            t["time_to_target_s"] or 0, t["wall_s"] or 0))[:top]
         table.append({"study": base, "name": name, "framework": framework,
-                      "version": group[0]["framework"].get("version"), "asked": group[0]["experiment"]["size"],
+                      # --trials of the latest command (a resumed study may have been asked for more)
+                      "version": group[0]["framework"].get("version"), "asked": _latest(group)["experiment"]["size"],
                       "trials": len(trials), **counts, "wall_s": sum(t["wall_s"] or 0 for t in trials),
                       "best": best, "_trials": trials})
     for base in {r["study"] for r in table}:
