@@ -263,3 +263,9 @@ def test_sweep_without_an_axis_or_with_a_bad_one_says_so_in_one_line(tmp_path):
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
         assert done.stderr.startswith("dlbench: error: ")
     assert list(tmp_path.glob("*.json")) == []
+
+
+def test_sweep_table_says_when_there_is_no_sweep(tmp_path):
+    records.write(make_record(), tmp_path)
+    done = run_cli("sweep-table", tmp_path)
+    assert done.returncode == 2 and done.stderr == f"dlbench: error: no sweep records under {tmp_path}\n"

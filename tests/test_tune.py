@@ -18,7 +18,7 @@ from runner.records import build
 from runner.report import tune_table
 from runner.request import RunRequest
 from runner.workload.harness import TrainLog
-from runner.workload.spec import make_spec
+from runner.workload.spec import hash_of, make_spec
 from sample_records import make_record
 
 optuna = pytest.importorskip("optuna")
@@ -85,6 +85,15 @@ def _request(tmp_path, experiment):
                       data_dir=str(tmp_path), out_dir=str(tmp_path), experiment=experiment)
 
 
+def test_a_child_that_cannot_reach_its_study_trains_unpruned_and_says_so(tmp_path, capsys):
+    channel = {"storage": "tune-gone.db", "study": "gone-torch", "trial_id": 0, "pruner": {"kind": "none"}}
+    req = _request(tmp_path, {"kind": "tune", "id": "gone-torch", "point": {}, "index": 7, "size": 9, "state": None,
+                              "pruning": channel})
+    assert trial_hook.reporter(req) is None
+    assert "[torch] the study gone-torch is out of reach (KeyError" in capsys.readouterr().err
+    assert trial_hook.reporter(_request(tmp_path, None)) is None  # a plain run has no channel
+
+
 @pytest.mark.parametrize("status, state", [("pruned", "pruned"), ("ok", "complete"), ("below_target", "complete"),
                                            ("diverged", "fail"), ("interrupted", "fail")])
 def test_a_trial_record_keeps_the_schema_keys_and_its_state_follows_the_status(tmp_path, status, state):
@@ -117,6 +126,7 @@ def _trial_record(framework, index, state, best, wall, size=4, ttt=None):
     status = {"complete": "ok", "pruned": "pruned", "fail": "failed"}[state]
     rec = make_record(status=status, framework=framework, test_acc=[best / 2, best], wall_s=wall)
     rec["spec"]["target_accuracy"] = 0.99
+    rec["spec_hash"] = hash_of(rec["spec"])
     rec["metrics"].update(time_to_target_s=ttt, target_epoch=None if ttt is None else 2)
     rec["experiment"] = {"kind": "tune", "id": f"lenet-{framework}", "index": index, "size": size, "state": state,
                          "point": {"learning_rate": 0.001 * (index + 1), "batch_size": 64}}
@@ -210,3 +220,15 @@ def test_tune_refuses_bad_input_in_one_line(tmp_path):
         done = run_cli("tune", *BASE, *extra, "--out", tmp_path)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tune_table_reads_the_records_from_disk(tmp_path):
+    for rec in (_trial_record("torch", 0, "complete", 0.97, 10.0), _trial_record("torch", 1, "pruned", 0.5, 3.0)):
+        records.write(rec, tmp_path)
+    done = run_cli("tune-table", tmp_path, "--study", "lenet", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    head, row = done.stdout.splitlines()
+    assert head.startswith("study,framework,version,asked,trials,complete,pruned,fail,wall_s,")
+    assert row.startswith("lenet,torch,2.13.0+cpu,4,2,1,1,0,13.0,2,13.0,1,0,0.001,64,0.97,")
+    empty = run_cli("tune-table", tmp_path, "--study", "other")
+    assert empty.returncode == 2 and empty.stderr == f"dlbench: error: no tuning records of study other under {tmp_path}\n"

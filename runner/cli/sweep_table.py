@@ -31,5 +31,5 @@ def main(args) -> int:
     table = sweep_table.rows(recs, args.id)
     if not table:
         raise UserError(f"no sweep records{f' of {args.id}' if args.id else ''} under {', '.join(args.paths)}")
-    print(sweep_table.render(table, args.format))
+    print(sweep_table.render(table, args.format).rstrip("\n"))
     return 0

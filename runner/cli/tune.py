@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="an Optuna hyperparameter search per framework, every trial a run",
                        description="Search the hyperparameters with Optuna (TPE seeded from the spec's seed,"
                                    " maximizing the best test accuracy), one study per framework in"
-                                   f" OUT/tune-STUDY.db; every trial is a run with its record. Searched: {space_text()}."
+                                   " OUT/tune-STUDY.db; every trial is a run with its record."
+                                   f" Searched: {space_text()}."
                                    " The same command again resumes the studies. Prints the best trials.")
     workload.add_arguments(p)
     p.add_argument("--trials", type=int, required=True, metavar="N",
@@ -35,7 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--pruner", default="median", metavar="median|none|threshold:X",
                    help="stop bad trials after an epoch (default median): "
                         + "; ".join(f"{k}: {v}" for k, v in PRUNERS.items()).replace("%", "%%"))
-    p.add_argument("--top", type=int, default=5, metavar="K", help="the best K trials per framework in the table (default 5)")
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="the best K completed trials per framework in the table (default 5)")
     # Parity is off by default here: every trial is a spec of its own (a float64 reference each); check
     # the winner with `run`.
     run.add_run_arguments(p, parity_steps=0, repeats=False)

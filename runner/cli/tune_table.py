@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                                    " the first N, N the same for every framework), the best K trials.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--study", metavar="NAME", help="only this study (tune's --study)")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="the best K completed trials per framework (default 5)")
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="the best K completed trials per framework (default 5)")
     p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
 
 
@@ -33,6 +34,7 @@ def main(args) -> int:
         print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
     table = tune_table.rows(recs, args.study, top=args.top)
     if not table:
-        raise UserError(f"no tuning records{f' of study {args.study}' if args.study else ''} under {', '.join(args.paths)}")
-    print(tune_table.render(table, args.format))
+        which = f" of study {args.study}" if args.study else ""
+        raise UserError(f"no tuning records{which} under {', '.join(args.paths)}")
+    print(tune_table.render(table, args.format).rstrip("\n"))
     return 0

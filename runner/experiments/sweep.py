@@ -210,7 +210,8 @@ def execute(plan_: Plan, work, out: Path, repeats, run_kwargs: dict, log=lambda 
     existing, _ = compare.load([out])
     left = todo(plan_, existing, repeats)
     total, skipped = len(plan_.runs), len(plan_.runs) - len(left)
-    log(f"sweep {plan_.id}: {len(plan_.axes)} {'axis' if len(plan_.axes) == 1 else 'axes'}, {plan_.size} points, {total} point x framework runs"
+    axes = f"{len(plan_.axes)} {'axis' if len(plan_.axes) == 1 else 'axes'}"
+    log(f"sweep {plan_.id}: {axes}, {plan_.size} points, {total} point x framework runs"
         f" ({', '.join(work.frameworks)})")
     if skipped:
         log(f"sweep {plan_.id}: {skipped} of {total} point x framework runs already done in {out}, skipped"

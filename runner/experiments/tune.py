@@ -130,7 +130,8 @@ def run_study(search: Search, framework: str, work, out: Path, run_kwargs: dict,
     study = open_study(search, framework, out, base.seed)
     name, have = study.study_name, counted(study)
     if have >= search.trials:
-        log(f"[{name}] {have} of {search.trials} trials already done in {storage_path(out, search.study)}: nothing to run")
+        log(f"[{name}] {have} of {search.trials} trials already done in {storage_path(out, search.study)}:"
+            f" nothing to run")
         return [], False
     if have:
         log(f"[{name}] resuming: {have} of {search.trials} trials already done")
@@ -165,5 +166,6 @@ def run_study(search: Search, framework: str, work, out: Path, run_kwargs: dict,
             study.tell(trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
         shown = "-" if best is None else f"{100 * best:.2f} %"
         log(f"[{name} trial {trial.number}] {rec['status']} ({state}): best test accuracy {shown},"
-            f" {rec['metrics'].get('epochs_completed', 0)} epoch(s), {rec['timing']['wall_s'] or 0:.1f} s -> {mine[0].path}")
+            f" {rec['metrics'].get('epochs_completed', 0)} epoch(s), {rec['timing']['wall_s'] or 0:.1f} s"
+            f" -> {mine[0].path}")
     return outcomes, False

@@ -18,6 +18,7 @@ to the end, unpruned, and says so on one line; the parent still tells Optuna the
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 
 from runner.errors import UserError
@@ -101,5 +102,15 @@ def reporter(req) -> Reporter | None:
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{(Path(req.out_dir) / channel['storage']).resolve()}"
-    study = optuna.load_study(study_name=channel["study"], storage=storage, pruner=make_pruner(channel["pruner"]))
-    return Reporter(optuna.trial.Trial(study, channel["trial_id"]), req.spec.epochs, channel["pruner"])
+    try:
+        study = optuna.load_study(study_name=channel["study"], storage=storage, pruner=make_pruner(channel["pruner"]))
+        trial = optuna.trial.Trial(study, channel["trial_id"])
+    except Exception as e:  # the study out of reach (a folder the child does not see): train, unpruned
+        from runner import console
+        from runner.errors import reason
+
+        console.log_only(traceback.format_exc())
+        print(f"[{req.framework}] the study {channel['study']} is out of reach ({reason(e)}): trial"
+              f" {req.experiment.get('index')} runs unpruned", file=sys.stderr)
+        return None
+    return Reporter(trial, req.spec.epochs, channel["pruner"])
