@@ -63,7 +63,7 @@ def test_the_median_pruner_waits_for_three_trials_and_the_second_epoch_and_spare
     three = _study(settings, curves)
     reporter = trial_hook.Reporter(three.ask(), 3, settings)
     reporter(0, _log(0.1))  # epoch 1: never pruned
-    with pytest.raises(trial_hook.Pruned, match=r"pruned by the median pruner after epoch 2 of 3 \(test accuracy 20.00 %\)"):
+    with pytest.raises(trial_hook.Pruned, match=r"stopped by the median pruner after epoch 2 of 3 \(test accuracy 20.00 %\)"):
         reporter(1, _log(0.1, 0.2))
     last = trial_hook.Reporter(three.ask(), 2, settings)  # epoch 2 of 2: nothing left to save
     last(0, _log(0.1))
@@ -180,7 +180,7 @@ def test_a_real_search_prunes_in_the_child_and_resumes_from_its_sqlite_study(tmp
         first = r["metrics"]["test_accuracy"][0]
         if first < 0.3:
             assert (r["status"], r["experiment"]["state"], r["metrics"]["epochs_completed"]) == ("pruned", "pruned", 1)
-            assert r["error"].startswith("pruned by the threshold pruner (test accuracy < 0.3) after epoch 1 of 2")
+            assert r["error"].startswith("stopped by the threshold pruner (test accuracy < 0.3) after epoch 1 of 2")
         else:
             assert (r["status"], r["experiment"]["state"], r["metrics"]["epochs_completed"]) == ("ok", "complete", 2)
     states = [r["experiment"]["state"] for r in recs]

@@ -85,7 +85,7 @@ class Reporter:
         accuracy = log.test_accuracy[-1]
         self.trial.report(accuracy, epoch)
         if epoch + 1 < self.epochs and self.trial.should_prune():
-            raise Pruned(f"pruned by the {describe(self.settings)} after epoch {epoch + 1} of {self.epochs}"
+            raise Pruned(f"stopped by the {describe(self.settings)} after epoch {epoch + 1} of {self.epochs}"
                          f" (test accuracy {100 * accuracy:.2f} %)")
 
 

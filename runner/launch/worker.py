@@ -29,7 +29,8 @@ def main(req: RunRequest, started: float) -> int:
 
     rec, path = run(req, started)
     if rec["error"]:
-        where = f" (details: {Path(req.out_dir) / rec['log_file']})" if rec["log_file"] else ""
+        details = rec["log_file"] and rec["status"] != "pruned"  # a pruned trial's reason is the whole story
+        where = f" (details: {Path(req.out_dir) / rec['log_file']})" if details else ""
         print(f"[{req.framework}] {rec['status']}: {rec['error']}{where}", file=sys.stderr)
     return EXIT_CODES[rec["status"]]
 
