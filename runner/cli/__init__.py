@@ -12,6 +12,10 @@
     python -m runner run --framework torch --launcher torchrun --nproc 2      # DistributedDataParallel ranks
     python -m runner slurm submit|status|wait|resubmit ... --out SHARED       # the matrix as a Slurm job array
     python -m runner image build|run|list cpu|cuda [--engine URL]             # the images, through Docker/podman
+    python -m runner sweep --framework torch,jax --set batch_size=32,64,128 [--option jax.loop=step,scan]
+    python -m runner sweep-table results/sweep [--format markdown|csv|json]
+    python -m runner tune --framework torch,jax --trials 20 [--timeout S] [--study NAME] [--pruner median]
+    python -m runner tune-table results/tune [--top 5]
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
 Each subcommand module has `add_parser(subparsers)` and `main(args) -> exit code`.
@@ -27,8 +31,8 @@ from runner.errors import UserError
 
 # name -> module under runner.cli; the order is the order of --help
 SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "report": "report",
-               "probe": "probe", "slurm": "slurm",
-               "image": "image"}
+               "probe": "probe", "slurm": "slurm", "image": "image", "sweep": "sweep", "sweep-table": "sweep_table",
+               "tune": "tune", "tune-table": "tune_table"}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 

@@ -24,59 +24,54 @@ def add_parser(sub) -> None:
                        description="Run the standard workload (or a variant) on one or more frameworks,"
                                    " one process per run; write one record per run; print the table.")
     workload.add_arguments(p)
-    p.add_argument("--repeats", type=int, help="independent runs per framework, each its own process (default 1;"
-                                               " the minimum under --until-stable, default 3 there)")
-    p.add_argument("--until-stable", action="store_true",
-                   help="add runs until the coefficient of variation of the runs' steady epoch times is below"
-                        " --cv-threshold, or --max-repeats runs")
-    p.add_argument("--cv-threshold", type=float, metavar="CV",
-                   help="with --until-stable: stop when CV < this (default 0.03 = 3 %%)")
-    p.add_argument("--max-repeats", type=int, metavar="N",
-                   help="with --until-stable: at most N runs per framework (default 10)")
+    add_run_arguments(p)
+    report.add_track_arguments(p)
+
+
+def add_run_arguments(p, parity_steps: int = 50, repeats: bool = True) -> None:
+    """The flags of how each run is done and kept, shared by `run`, `sweep` and (without the repeat
+    flags: a trial is one run) `tune`."""
+    if repeats:
+        p.add_argument("--repeats", type=int, help="independent runs per framework, each its own process (default 1;"
+                                                   " the minimum under --until-stable, default 3 there)")
+        p.add_argument("--until-stable", action="store_true",
+                       help="add runs until the coefficient of variation of the runs' steady epoch times is below"
+                            " --cv-threshold, or --max-repeats runs")
+        p.add_argument("--cv-threshold", type=float, metavar="CV",
+                       help="with --until-stable: stop when CV < this (default 0.03 = 3 %%)")
+        p.add_argument("--max-repeats", type=int, metavar="N",
+                       help="with --until-stable: at most N runs per framework (default 10)")
     p.add_argument("--sample-interval", type=float, default=1.0, metavar="S",
                    help="seconds between resource samples (CPU, RSS, GPU utilization/memory/power/clock;"
                         " default 1.0)")
     p.add_argument("--samples", action="store_true",
                    help="also write every resource sample beside the record (RECORD.samples.jsonl)")
-    p.add_argument("--parity-steps", type=int, default=50, metavar="K",
+    p.add_argument("--parity-steps", type=int, default=parity_steps, metavar="K",
                    help="after training, check the first K steps against the float64 reference and record"
-                        " the result (default 50; 0 skips it)")
+                        f" the result (default {parity_steps}; 0 skips it)")
     p.add_argument("--out", default="results", help="folder for the records (default: results)")
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
-    report.add_track_arguments(p)
 
 
 def main(args) -> int:
-    from runner.request import Sampling
-
     work = workload.resolve(args)
-    repeats = _repeats(args)
+    repeats = repeats_policy(args)
     if args.track:
         from runner.report import export
 
         for target in args.track:  # a bad target fails before anything trains
             export.parse_target(target)
-    if not args.sample_interval > 0:
-        raise UserError(f"--sample-interval must be > 0, got {args.sample_interval}")
-    if args.sample_interval < MIN_SAMPLE_INTERVAL:
-        print(f"dlbench: --sample-interval {args.sample_interval:g} is below {MIN_SAMPLE_INTERVAL:g} s, where the"
-              f" sampler starts to slow training (measured: 60 % at 0.0001 s); sampling every"
-              f" {MIN_SAMPLE_INTERVAL:g} s", file=sys.stderr)
-        args.sample_interval = MIN_SAMPLE_INTERVAL
-    if args.parity_steps < 0:
-        raise UserError(f"--parity-steps must be >= 0, got {args.parity_steps}")
-    out = _out_dir(args.out)
+    sampling, out = run_settings(args)
 
     from runner.launch import orchestrate
 
     spec, platform = work.spec, work.platform
     print(f"dlbench: {spec.model} on {spec.dataset}, {spec.epochs} epoch(s), spec {spec.hash[:12]};"
           f" platform {platform['name']} ({platform['source']}), device {work.device}", file=sys.stderr)
-    command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
     outcomes, interrupted = orchestrate.run_all(
         spec, work.frameworks, repeats=repeats, platform=platform, device=work.device, data_dir=args.data_dir,
-        out_dir=out, command=command, options=work.options, parity_steps=args.parity_steps,
-        sampling=Sampling(interval_s=args.sample_interval, write_samples=args.samples), launcher=work.launcher)
+        out_dir=out, command=command_line(), options=work.options, parity_steps=args.parity_steps,
+        sampling=sampling, launcher=work.launcher)
     for o in outcomes:
         print(f"{o.framework}: {o.status} -> {o.path}")
     unsaved = [o for o in outcomes if o.path.parent != out]
@@ -95,6 +90,27 @@ def main(args) -> int:
     return EXIT_FAILED if failed or unsaved else 0
 
 
+def command_line() -> str:
+    """The command the user typed, for the records."""
+    return " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
+
+
+def run_settings(args):
+    """(Sampling, the --out folder) from the shared run flags, checked (UserError) before anything runs."""
+    from runner.request import Sampling
+
+    if not args.sample_interval > 0:
+        raise UserError(f"--sample-interval must be > 0, got {args.sample_interval}")
+    if args.sample_interval < MIN_SAMPLE_INTERVAL:
+        print(f"dlbench: --sample-interval {args.sample_interval:g} is below {MIN_SAMPLE_INTERVAL:g} s, where the"
+              f" sampler starts to slow training (measured: 60 % at 0.0001 s); sampling every"
+              f" {MIN_SAMPLE_INTERVAL:g} s", file=sys.stderr)
+        args.sample_interval = MIN_SAMPLE_INTERVAL
+    if args.parity_steps < 0:
+        raise UserError(f"--parity-steps must be >= 0, got {args.parity_steps}")
+    return Sampling(interval_s=args.sample_interval, write_samples=args.samples), _out_dir(args.out)
+
+
 def _out_dir(text: str) -> Path:
     out = Path(text).expanduser()
     try:
@@ -106,7 +122,8 @@ def _out_dir(text: str) -> Path:
     return out
 
 
-def _repeats(args):
+def repeats_policy(args):
+    """The Repeats policy from --repeats / --until-stable / --cv-threshold / --max-repeats (UserError if off)."""
     from runner.launch.orchestrate import Repeats
 
     if not args.until_stable:

@@ -65,11 +65,12 @@ def _data_source(data_dir) -> str:
 
 def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform: dict, device: str, data_dir,
             out_dir: Path, command: str, options: dict | None = None, parity_steps: int = 0,
-            sampling: Sampling = Sampling(), launcher: launchers.Launcher | None = None
-            ) -> tuple[list[Outcome], bool]:
+            sampling: Sampling = Sampling(), launcher: launchers.Launcher | None = None,
+            experiment: dict | None = None) -> tuple[list[Outcome], bool]:
     """Run every framework `repeats` times, each run a child started by `launcher` (default: a
     subprocess); return the outcomes and whether the user interrupted. `options` maps framework ->
-    backend options; `parity_steps` > 0 checks each completed run."""
+    backend options; `parity_steps` > 0 checks each completed run; `experiment` (a sweep point or a
+    tuning trial, runner.experiments) goes into every request and so into every record."""
     if isinstance(repeats, int):
         repeats = Repeats(minimum=repeats)
     launcher = launcher or launchers.get("process")
@@ -84,7 +85,7 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
                              out_dir=str(out_dir), options=(options or {}).get(name, {}), platform=platform,
                              data_source=_data_source(data_dir), command=command, repeat=repeats.repeat(len(mine)),
                              sampling=sampling, parity_steps=parity_steps, launcher=launcher.describe(),
-                             hardware=hardware, environment=environment)
+                             hardware=hardware, environment=environment, experiment=experiment)
             outcome, interrupted = _run(req, launcher)
             outcomes.append(outcome)
             mine.append(outcome)

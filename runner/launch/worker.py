@@ -6,8 +6,9 @@
 Five steps, each owned by the module whose job it is: prepare the data (runner.data.store), build
 the backend (runner.backends), train under the meters (runner.workload.harness inside
 runner.measure.meters), check parity (runner.parity.gate), write the record (runner.records.build).
-Whatever happens, the run leaves one record: ok, below_target, diverged, failed, unavailable or
-interrupted (with the epochs it finished), and the process exits with a status-specific code.
+Whatever happens, the run leaves one record: ok, below_target, diverged, failed, unavailable,
+interrupted or pruned (a tuning trial its pruner stopped: runner.launch.trial, called after each
+epoch), with the epochs it finished, and the process exits with a status-specific code.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 from runner.errors import Interrupted, reason
 from runner.request import RunRequest
 
-EXIT_CODES = {"ok": 0, "below_target": 0, "failed": 1, "unavailable": 3, "diverged": 4, "interrupted": 130}
+# pruned: a tuning trial the pruner stopped (runner.launch.trial), a normal end of a trial
+EXIT_CODES = {"ok": 0, "below_target": 0, "pruned": 0, "failed": 1, "unavailable": 3, "diverged": 4, "interrupted": 130}
 
 
 def main(req: RunRequest, started: float) -> int:
@@ -27,7 +29,8 @@ def main(req: RunRequest, started: float) -> int:
 
     rec, path = run(req, started)
     if rec["error"]:
-        where = f" (details: {Path(req.out_dir) / rec['log_file']})" if rec["log_file"] else ""
+        details = rec["log_file"] and rec["status"] != "pruned"  # a pruned trial's reason is the whole story
+        where = f" (details: {Path(req.out_dir) / rec['log_file']})" if details else ""
         print(f"[{req.framework}] {rec['status']}: {rec['error']}{where}", file=sys.stderr)
     return EXIT_CODES[rec["status"]]
 
@@ -40,6 +43,7 @@ def run(req: RunRequest, started: float) -> tuple[dict, Path]:
     from runner import console
     from runner.workload import ranks
     from runner.records import build
+    from runner.launch.trial import Pruned
     from runner.workload import harness
 
     rec = build.skeleton(req)
@@ -61,6 +65,8 @@ def run(req: RunRequest, started: float) -> tuple[dict, Path]:
         else:
             rec["status"] = "interrupted"
             rec["error"] = f"interrupted by {e or 'SIGINT'} after {log.epochs_completed} epoch(s)"
+    except Pruned as e:  # a tuning trial the pruner stopped: the epochs it ran are in the record
+        rec["status"], rec["error"] = "pruned", str(e)
     except FrameworkUnavailable as e:
         rec["status"], rec["error"] = "unavailable", f"{e} (install: {backends.install_hint(req.framework)})"
     except harness.Diverged as e:
@@ -110,6 +116,7 @@ def build_backend(req: RunRequest, rec: dict, data):
 
 def train_under_meters(req: RunRequest, rec: dict, backend, log) -> list[dict]:
     """harness.train inside the sampler and energy meter; returns the resource samples."""
+    from runner.launch import trial
     from runner.workload import ranks
     from runner.measure.meters import Meters
     from runner.workload import harness
@@ -119,11 +126,22 @@ def train_under_meters(req: RunRequest, rec: dict, backend, log) -> list[dict]:
     lines = EpochLines(req.spec, _label(req, rec)) if ranks.is_writer() else None  # rank 0 speaks
     try:
         with meters:
-            harness.train(req.spec, backend, log, on_epoch=lines)
+            harness.train(req.spec, backend, log, on_epoch=_on_epoch(lines, trial.reporter(req)))
     finally:
         if meters.energy is not None:  # the meters ran (and stopped): a partial run reports too
             rec["energy"], rec["resources"] = meters.energy, meters.resources(backend)
     return meters.samples
+
+
+def _on_epoch(*hooks):
+    """One on_epoch from several (progress lines first, then a tuning trial's report: a pruned run
+    still shows the epoch that got it pruned)."""
+    hooks = [h for h in hooks if h is not None]
+
+    def on_epoch(epoch, log):
+        for hook in hooks:
+            hook(epoch, log)
+    return on_epoch if hooks else None
 
 
 def check_parity(req: RunRequest, data) -> dict:

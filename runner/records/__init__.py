@@ -33,6 +33,18 @@ COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
 # What made a record: the training workload, or one of the timed operation studies (runner.experiments).
 KINDS = ("train", "ensemble", "per_sample_grads")
 
+# The record's `experiment` block (schema v5, additionalProperties false): a request's experiment dict
+# may carry more for the child (a tuning trial's pruning channel, runner.launch.trial); only these
+# keys reach the record.
+EXPERIMENT_KEYS = ("kind", "id", "point", "index", "size", "state")
+# A tuning trial's state as Optuna names it, from its record's status: every epoch ran -> complete.
+TRIAL_STATES = {"ok": "complete", "below_target": "complete", "pruned": "pruned"}
+
+
+def trial_state(status: str) -> str:
+    """complete | pruned | fail: what the tuner tells Optuna about a trial that ended with `status`."""
+    return TRIAL_STATES.get(status, "fail")
+
 PARITY_STATUSES = ("pass", "fail", "error", "unavailable")
 
 

@@ -35,7 +35,7 @@ def skeleton(req: RunRequest) -> dict:
         "status": "failed",
         "error": None,
         "kind": req.job if req.job in records.KINDS else "train",
-        "experiment": dict(req.experiment) if req.experiment is not None else None,
+        "experiment": experiment_block(req.experiment),
         "study": None,
         "command": req.command,
         "launcher": {"name": req.launcher.name, "settings": dict(req.launcher.settings)},
@@ -63,6 +63,13 @@ def skeleton(req: RunRequest) -> dict:
     }
 
 
+def experiment_block(experiment: dict | None) -> dict | None:
+    """The record's experiment block: the schema's keys of the request's (the rest is for the child)."""
+    if experiment is None:
+        return None
+    return {key: experiment.get(key) for key in records.EXPERIMENT_KEYS}
+
+
 def planned_parallel(req: RunRequest) -> dict:
     """The `parallel` block the request asks for, so that a run that dies before its backend is built
     (or a rank that takes the others down) is still recorded with its world size."""
@@ -86,6 +93,8 @@ def finish(rec: dict, req: RunRequest, log: harness.TrainLog, wall_s: float | No
     resource samples beside it: RECORD.samples.jsonl, one JSON object per line)."""
     out_dir = Path(req.out_dir)
     timing, rec["metrics"] = harness.timing_and_metrics(req.spec, log)
+    if (rec["experiment"] or {}).get("kind") == "tune":  # the state the tuner tells Optuna, from the status
+        rec["experiment"]["state"] = records.trial_state(rec["status"])
     rec["timing"].update(timing, wall_s=wall_s)
     rec["environment"]["load_avg_end"] = probe.load_avg()
     if (out_dir / req.log_name).exists():

@@ -435,6 +435,10 @@ def _csv_cell(value):
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
 
 
+# For the other tables over records (sweep_table, tune_table): the same escaping.
+markdown_cell, csv_cell = _markdown, _csv_cell
+
+
 def _finite(value):
     """JSON has no NaN or Infinity: a statistic that overflowed (a ratio to a baseline of ~0 s) is null."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -1,0 +1,35 @@
+"""`sweep-table`: the sweep table again, from the records (per framework, one row per grid point).
+
+    python -m runner sweep-table results/sweep [more/ ...] [--id sweep-1a2b3c4d5e6f] [--format markdown|csv|json]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from runner.errors import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep-table", help="records of sweeps -> the sweep table",
+                       description="One table per sweep: per framework, one row per grid point (columns:"
+                                   " README.md, 'Experiments: sweeps and tuning').")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--id", metavar="SWEEP_ID", help="only this sweep (the id the sweep printed)")
+    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+
+
+def main(args) -> int:
+    from runner.report import compare, sweep_table
+
+    try:
+        recs, skipped = compare.load(args.paths)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    for path, reason in skipped:
+        print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
+    table = sweep_table.rows(recs, args.id)
+    if not table:
+        raise UserError(f"no sweep records{f' of {args.id}' if args.id else ''} under {', '.join(args.paths)}")
+    print(sweep_table.render(table, args.format).rstrip("\n"))
+    return 0
