@@ -151,7 +151,10 @@ def test_framework_banners_stay_in_the_log(tmp_path, synthetic_dir):
     assert "[tensorflow/cpu] epoch 1/1" in out.stderr
     (log,) = (tmp_path / "logs").glob("tensorflow-*.log")
     text = log.read_text()
-    assert "oneDNN" in text and "[tensorflow/cpu] epoch 1/1" in text
+    # Which banners TensorFlow prints depends on the CPU (oneDNN's only where it turns oneDNN on, e.g.
+    # with AVX-512; this AVX2 host prints cpu_feature_guard's), but it always prints some: in the log.
+    assert any(b in text for b in ("oneDNN", "cpu_feature_guard", "cudart_stub", "cuInit")), text[:2000]
+    assert "[tensorflow/cpu] epoch 1/1" in text
 
 
 # Lower layers never import higher ones: a newcomer can read the flow top-down (cli -> launch ->
