@@ -110,6 +110,38 @@ def test_a_four_task_array_leaves_four_records_and_one_table(slurm, tmp_path, sy
     assert "nothing to resubmit" in nothing.stdout
 
 
+def test_dry_run_of_a_sweep_counts_grid_x_models_x_frameworks_x_repeats(tmp_path):
+    out = run_cli("slurm", "submit", "--framework", "torch,jax", "--models", "lenet5,mlp", "--set", "batch_size=32,64",
+                  "--repeats", "2", "--dataset", "synthetic", "--out", tmp_path / "run", "--dry-run", timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "#SBATCH --array=0-15" in out.stdout.splitlines()  # (2 models x 2 batches) x 2 frameworks x 2 repeats
+    bad = run_cli("slurm", "submit", "--framework", "torch", "--set", "batch_size=32,lots", "--dataset", "synthetic",
+                  "--out", tmp_path / "run", "--dry-run", timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "batch_size" in bad.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_sweep_as_a_job_array_leaves_its_points_and_the_sweep_table(slurm, tmp_path, synthetic_dir):
+    """Every experiment runs through the same launchers: a sweep's grid points are array tasks."""
+    shared = tmp_path / "shared"
+    out = run_cli("slurm", "submit", *SMOKE, "--data-dir", synthetic_dir, "--out", shared, "--framework", "torch",
+                  "--set", "batch_size=32,64", "--parity-steps", "0", "--cpus-per-task", "2", timeout=120)
+    assert out.returncode == 0, out.stderr
+    sweep_id = out.stdout.split("--id ")[1].split()[0]
+    assert _wait(shared).returncode == 0
+    recs = sorted(_records(shared), key=lambda r: r["spec"]["batch_size"])
+    assert [(r["status"], r["spec"]["batch_size"]) for r in recs] == [("ok", 32), ("ok", 64)]
+    assert [r["experiment"] for r in recs] == [
+        {"kind": "sweep", "id": sweep_id, "point": {"batch_size": b}, "index": i, "size": 2, "state": None}
+        for i, b in enumerate((32, 64))]
+    table = run_cli("sweep-table", shared, "--id", sweep_id, "--format", "json", timeout=60)
+    assert table.returncode == 0, table.stderr
+    rows = json.loads(table.stdout)
+    assert sorted(r["point"]["batch_size"] for r in rows) == [32, 64] and all(r["n"] == 1 for r in rows), rows
+
+
 @pytest.mark.slow
 @needs_torch
 def test_a_cancelled_task_records_that_it_was_interrupted(slurm, tmp_path, synthetic_dir):

@@ -3,6 +3,7 @@
     python -m runner slurm submit --framework all --models lenet5,mlp --repeats 3 --out /shared/run1 \
         [--partition gpu] [--gpus-per-task 1] [--time 01:00:00] [--container dlbench.sif] [--dry-run]
     python -m runner slurm submit --framework torch --launcher torchrun --nproc 4 --nnodes 2 --out /shared/ddp
+    python -m runner slurm submit --framework torch,jax --set batch_size=32,64,128 --out /shared/sweep   # a sweep
     python -m runner slurm status /shared/run1
     python -m runner slurm wait /shared/run1 [--timeout 3600]
     python -m runner slurm resubmit /shared/run1 [--dry-run]
@@ -27,6 +28,8 @@ def add_parser(sub) -> None:
     s = actions.add_parser("submit", help="write the run requests and the sbatch script, submit the array")
     workload.add_arguments(s)
     s.add_argument("--models", metavar="A,B", help="several models, one task each (default: --model's, lenet5)")
+    # A comma list in --set / --option makes a sweep axis, as for `sweep` (runner.experiments.sweep): one
+    # task per grid point x framework x repeat, each record with its experiment block (sweep-table reads them).
     s.add_argument("--repeats", type=int, default=1, help="runs per framework and model, one task each (default 1)")
     s.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     s.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs for each task (default: none asked)")
@@ -80,13 +83,15 @@ def main(args) -> int:
 
 
 def _submit(args) -> int:
-    from dataclasses import replace
 
     from runner.data import store
     from runner.launch import orchestrate, slurm
     from runner.request import RunRequest
     from runner.workload.spec import MODELS
 
+    from runner.experiments import sweep
+
+    args.set, args.option, axes = sweep.split(args.set, args.option)
     work = workload.resolve(args)
     models = [m.strip() for m in (args.models or work.spec.model).split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -94,6 +99,7 @@ def _submit(args) -> int:
         raise UserError(f"--models: unknown {', '.join(unknown)} (choose from {', '.join(MODELS)})")
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    runs = _grid(args, work, models, axes)
     nodes = getattr(work.launcher, "nnodes", 1)
     shared = Path(args.out).expanduser().resolve()
     platform = ({"name": args.platform, "source": "flag"} if args.platform else {"name": "slurm", "source": "detected"})
@@ -101,20 +107,47 @@ def _submit(args) -> int:
     folder = Path(args.data_dir or ".") if args.dry_run else store.ensure(work.spec.dataset, args.data_dir)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
     requests = []
-    for name in work.frameworks:
-        for model in models:
-            for i in range(args.repeats):
-                requests.append(RunRequest(
-                    job="train", spec=replace(work.spec, model=model), framework=name, device=work.device,
-                    data_dir=str(folder), out_dir=str(shared), options=work.options.get(name, {}),
-                    platform=platform, data_source=orchestrate._data_source(args.data_dir), command=command,
-                    repeat=orchestrate.Repeats(minimum=args.repeats).repeat(i), parity_steps=args.parity_steps,
-                    launcher=work.launcher.describe()))  # no hardware probe: each node probes itself
+    for spec, name, options, experiment in runs:
+        for i in range(args.repeats):
+            requests.append(RunRequest(
+                job="train", spec=spec, framework=name, device=work.device,
+                data_dir=str(folder), out_dir=str(shared), options=options,
+                platform=platform, data_source=orchestrate._data_source(args.data_dir), command=command,
+                repeat=orchestrate.Repeats(minimum=args.repeats).repeat(i), parity_steps=args.parity_steps,
+                launcher=work.launcher.describe(), experiment=experiment))  # no probe: each node probes itself
     job = slurm.JobSettings(partition=args.partition, gpus_per_task=args.gpus_per_task,
                             cpus_per_task=args.cpus_per_task, time=args.time, container=args.container,
                             nodes=nodes, extra=tuple(args.sbatch), python=args.python)
     job_id = slurm.submit(shared, requests, job, dry_run=args.dry_run)
+    sweep_id = next((r.experiment["id"] for r in requests if r.experiment), None)
     if job_id:
         print(f"slurm: job {job_id}, {len(requests)} task(s); records go to {shared}\n"
-              f"  python -m runner slurm wait {shared}\n  python -m runner compare {shared}")
+              f"  python -m runner slurm wait {shared}\n  python -m runner compare {shared}"
+              + (f"\n  python -m runner sweep-table {shared} --id {sweep_id}" if sweep_id else ""))
     return 0
+
+
+def _grid(args, work, models: list[str], axes: list) -> list[tuple]:
+    """(spec, framework, options, experiment) per task before repeats: framework x model without
+    axes (no experiment block, as ever); with axes, the sweep's grid (runner.experiments.sweep), several
+    --models joining it as one more axis."""
+    from dataclasses import replace
+
+    from runner.experiments import sweep
+
+    if not axes:
+        return [(replace(work.spec, model=model), name, work.options.get(name, {}), None)
+                for name in work.frameworks for model in models]
+    overrides = workload.overrides(args)
+    if len(models) > 1:
+        if "model" in overrides:
+            raise UserError("--models and --model together: give the models once, with --models")
+        axes = [sweep.Axis("model", tuple(models)), *axes]
+    elif models != [work.spec.model]:
+        overrides["model"] = models[0]
+    sweep.check_axes(axes, {n for n in overrides if hasattr(args, f"spec_{n}")}, work.frameworks, work.options)
+    plan = sweep.plan(args.preset, overrides, work.options, axes, work.frameworks)
+    if hasattr(work.launcher, "check"):  # torchrun: every point's batch must split over the ranks
+        for run in plan.runs:
+            work.launcher.check(run.spec)
+    return [(run.spec, run.framework, run.options, plan.experiment(run)) for run in plan.runs]
