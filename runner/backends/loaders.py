@@ -187,8 +187,8 @@ class TfData:
                 x = (tf.cast(tf.gather(self.images, i), tf.float32) / 255.0 - self.mean) / self.std
                 return x[..., None], tf.gather(self.labels, i)  # (28, 28, 1): NHWC once batched
 
-            ds = tf.data.Dataset.range(n).map(sample, num_parallel_calls=self.workers or None,
-                                              deterministic=True).batch(batch)
+            parallel = {"num_parallel_calls": self.workers, "deterministic": True} if self.workers else {}
+            ds = tf.data.Dataset.range(n).map(sample, **parallel).batch(batch)
             if self.workers:
                 ds = ds.prefetch(PREFETCH_PER_WORKER * self.workers)
             self.pipes[(n, batch)] = order, ds
