@@ -143,6 +143,11 @@ class TorchLoader:
 
     def __init__(self, torch, images: np.ndarray, labels: np.ndarray, mean: float, std: float,
                  workers: int, device):
+        import warnings
+
+        # torch's multi-line "will create N worker processes ... might freeze" warning: note_workers has
+        # said it in one line, and a sweep to 16 workers on a small machine means it.
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
         self.torch, self.device, self.rows = torch, device, OrderRows()
         data = RawImages(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), mean, std)
         self.loader = torch.utils.data.DataLoader(
