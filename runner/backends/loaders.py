@@ -51,10 +51,14 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+_noted: set = set()  # once per process: the gate's fresh backend after training would say it again
+
+
 def note_workers(name: str, workers: int) -> None:
     """More workers than cores is allowed (the sweep goes to 16), but the reader should know."""
     cores = usable_cores()
-    if workers > cores:
+    if workers > cores and (name, workers) not in _noted:
+        _noted.add((name, workers))
         print(f"dlbench: note: {name}.workers={workers} > {cores} usable cores here: the workers share them",
               file=sys.stderr)
 
