@@ -65,9 +65,9 @@ def note_workers(name: str, workers: int) -> None:
 
 def raw_pixels(images: np.ndarray, mean: float, std: float, chunk: int = 8192) -> np.ndarray:
     """The uint8 images whose normalization is `images`, exactly. Every backend is handed the
-    normalized float32 set (one contract for the gate and every mode); 256 pixel levels lie ~0.013
-    apart after normalizing, so rounding the inverse recovers each byte, and the check below proves
-    it bit for bit (in chunks: no full-size float64 copy in the run's peak memory)."""
+    normalized float32 set (one contract for the gate and every mode); the 256 pixel levels lie
+    1/(255 std) apart after normalizing (0.013 for MNIST), so rounding the inverse recovers each byte,
+    and the check below proves it bit for bit (in chunks: no full-size temporary in the peak memory)."""
     out = np.empty(images.shape, np.uint8)
     m, s = np.float32(mean), np.float32(std)
     for lo in range(0, len(images), chunk):

@@ -2,14 +2,16 @@
 
     python -m runner run --framework tensorflow [--device cuda|mps|cpu]
         [--option tensorflow.loop=epoch|step] [--option tensorflow.jit_compile=off|on]
-    python -m runner run --framework tensorflow --option tensorflow.loader=tfdata --option tensorflow.loop=step \
-        --option tensorflow.workers=4
+    python -m runner run --framework tensorflow --option tensorflow.loader=tfdata
+        --option tensorflow.loop=step --option tensorflow.workers=4
 
 loop=epoch (default) runs the whole epoch inside one tf.function (a graph while-loop over the
 spec's batches); loop=step calls a tf.function once per batch. jit_compile=on compiles either with
 XLA. loader=tfdata feeds loop=step's calls from a tf.data pipeline over the raw uint8 images
 (runner.backends.loaders: same batches, same bits, the wait timed as timing.epoch_data_s); it
-refuses loop=epoch, where the pipeline would run inside the graph and its wait could not be timed. Adam is written out here rather than taken from keras.optimizers.Adam, because Keras adds eps
+refuses loop=epoch, where the pipeline would run inside the graph and its wait could not be timed.
+
+Adam is written out here rather than taken from keras.optimizers.Adam, because Keras adds eps
 to the *uncorrected* sqrt(v) ("epsilon hat": 31x the spec's eps at step 1) and decouples weight
 decay; the spec's Adam is PyTorch's and optax's.
 """
