@@ -15,14 +15,38 @@ from runner.workload.spec import FIELDS, make_spec
 
 def _variants():
     """Every backend with its defaults, then each non-default option value: parity must hold
-    whichever way the framework is driven."""
+    whichever way the framework is driven. A value that runs only with others (torch.workers=2 needs
+    torch.loader=dataloader: the backend's check_options) gets the fewest other non-defaults it needs."""
     out = [pytest.param(p.values[0], {}, marks=p.marks, id=p.values[0]) for p in FRAMEWORKS]
     for p in FRAMEWORKS:
         name = p.values[0]
-        for key, (default, choices) in backends.load(name).OPTIONS.items():  # module only, no framework
-            out += [pytest.param(name, {key: v}, marks=p.marks, id=f"{name}-{key}={v}")
-                    for v in choices if v != default]
+        cls = backends.load(name)  # module only, no framework
+        for key, (default, choices) in cls.OPTIONS.items():
+            for v in choices:
+                if v != default:
+                    options = _runnable(cls, {key: v})
+                    out.append(pytest.param(name, options, marks=p.marks,
+                                            id=f"{name}-" + ",".join(f"{k}={x}" for k, x in options.items())))
     return out
+
+
+def _runnable(cls, options: dict) -> dict:
+    """`options` plus the fewest other non-default values check_options accepts them with."""
+    import itertools
+
+    others = [(k, x) for k, (d, c) in cls.OPTIONS.items() if k not in options for x in c if x != d]
+    for n in range(len(others) + 1):
+        for extra in itertools.combinations(others, n):
+            trial = {**options, **dict(extra)}
+            if len(trial) != len(options) + n:  # two values of one key
+                continue
+            full = {k: trial.get(k, d) for k, (d, _) in cls.OPTIONS.items()}
+            try:
+                getattr(cls, "check_options", lambda o: None)(full)
+            except ValueError:
+                continue
+            return trial
+    raise AssertionError(f"{cls.name}: no combination runs {options}")
 
 
 VARIANTS = _variants()

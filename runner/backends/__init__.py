@@ -66,11 +66,15 @@ def install_hint(name: str) -> str:
 
 
 def options_for(name: str, given: dict[str, str]) -> dict:
-    """Check `given` options against the backend's OPTIONS (imports the module, not the framework)."""
+    """Check `given` options against the backend's OPTIONS and its check_options (combinations that
+    cannot run together), importing the module, not the framework."""
     from runner.backends.base import parse_options
 
+    cls = load(name)
     try:
-        return parse_options(name, getattr(load(name), "OPTIONS", {}), given)
+        options = parse_options(name, getattr(cls, "OPTIONS", {}), given)
+        getattr(cls, "check_options", lambda options: None)(options)
+        return options
     except ValueError as e:
         raise UserError(str(e)) from None
 

@@ -65,6 +65,8 @@ class Backend(Protocol):
     name: str
 
     OPTIONS: dict  # {key: (default, choices)}: how the framework may be driven (parse_options)
+    # Optionally also a staticmethod check_options(options) raising ValueError for a combination that
+    # cannot run (e.g. tensorflow.loader=tfdata with loop=epoch): runner.backends.options_for calls it.
 
     def __init__(self, spec: Spec, device: str, options: dict | None = None) -> None:
         """Import the framework and pick the device ('auto', 'cpu', 'cuda', 'mps').

@@ -2,9 +2,14 @@
 
     python -m runner run --framework jax [--device cuda|mps|cpu] [--option jax.loop=scan|step]
     XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m runner run --framework jax --option jax.devices=2
+    python -m runner run --framework jax --option jax.loader=host --option jax.workers=2
 
 loop=step (default) dispatches one jitted step per batch; loop=scan compiles the whole epoch into one
 lax.scan. Both donate the weights and optimizer state, so XLA updates them in place.
+loader=host feeds loop=step from Grain on the host over the raw uint8 images, each batch put on the
+device as it comes (runner.backends.loaders: same batches, same bits, the wait timed as
+timing.epoch_data_s); it refuses loop=scan, which needs the whole epoch on the device before it
+starts (staging the epoch would time one bulk transform, not a loader feeding steps).
 
 Adam is written out (as in the TF backend) rather than taken from optax.adam, because optax computes
 the bias corrections 1 - beta**t in float32 on the device, ~1.3e-5 off for beta2 = 0.999 (issue 19);
@@ -28,6 +33,7 @@ import os
 import numpy as np
 
 from runner.workload import layouts, models
+from runner.backends import loaders
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
 from runner.workload.spec import Spec, adam_bias_corrections as bias_corrections
 
@@ -66,10 +72,18 @@ def build_model(nn, model: str):
 class JaxBackend:
     name = "jax"
     OPTIONS = {"loop": ("step", ("step", "scan")),
-               "devices": ("1", ("1", "2", "4", "8", "all"))}  # all: every device, also across processes
+               "devices": ("1", ("1", "2", "4", "8", "all")),  # all: every device, also across processes
+               "loader": ("resident", ("resident", "host")), "workers": ("0", loaders.WORKERS)}
+
+    @staticmethod
+    def check_options(options: dict) -> None:
+        loaders.check("jax", options, "host", {
+            ("loop", "scan"): ("host", "lax.scan needs the whole epoch on the device before it starts;"
+                                       " use --option jax.loop=step")})
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})
+        self.check_options(self.options)
         try:
             import jax
             import optax
@@ -179,8 +193,22 @@ class JaxBackend:
         self.params = put(params)
         zeros = jax.tree_util.tree_map(np.zeros_like, params)
         self.opt_state, self.t = put((zeros, zeros)), 0   # (m, v); t: steps taken, kept on the host
-        self.train_x, self.train_y = put(train_x[..., None]), put(train_y.astype(np.int32))
         self.test_x, self.test_y = put(test_x[..., None]), put(test_y.astype(np.int32))
+        self.loader = None
+        if self.options["loader"] == "host":  # raw pixels in Grain; the normalized set stays on the
+            # host for probe_step alone (the gate), so device memory is the loader's
+            workers = int(self.options["workers"])
+            loaders.note_workers(self.name, workers)
+            raw = loaders.raw_pixels(train_x, spec.norm_mean, spec.norm_std)
+            put_batch = lambda a: self._put(a, self.batch_split)  # noqa: E731
+            try:
+                self.loader = loaders.GrainHost(raw, train_y, spec.norm_mean, spec.norm_std, workers, put_batch)
+            except ImportError as e:
+                raise FrameworkUnavailable(f"jax.loader=host needs grain ({e}): pip install 'dlbench[jax]'"
+                                           " -c constraints.txt") from e
+            self.train_x, self.train_y = train_x[..., None], train_y.astype(np.int32)
+        else:
+            self.train_x, self.train_y = put(train_x[..., None]), put(train_y.astype(np.int32))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
         self._compile()
 
@@ -209,7 +237,9 @@ class JaxBackend:
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
 
         def body(params, opt_state, idx, c, train_x, train_y):
-            x, y = self._split(train_x[idx]), self._split(train_y[idx])
+            return fit(params, opt_state, self._split(train_x[idx]), self._split(train_y[idx]), c)
+
+        def fit(params, opt_state, x, y, c):  # one step on one batch: gathered above, or from the loader
             (loss, logits), grads = grad_fn(params, x, y)
             params, opt_state = self._adam(params, grads, opt_state, c)
             return params, opt_state, loss, (logits.argmax(-1) == y).sum()
@@ -221,6 +251,11 @@ class JaxBackend:
             params, opt_state, loss, hits = body(params, opt_state, batches[i], corr[i], train_x, train_y)
             return (params, opt_state, loss_sum + loss, correct + hits, i + 1)
 
+        def step_batch(carry, x, y, corr):  # loader mode: the batch arrives from the host
+            params, opt_state, loss_sum, correct, i = carry
+            params, opt_state, loss, hits = fit(params, opt_state, x, y, corr[i])
+            return (params, opt_state, loss_sum + loss, correct + hits, i + 1)
+
         def epoch_scan(carry, batches, corr, train_x, train_y):
             def one(carry, xs):
                 params, opt_state, loss_sum, correct, i = carry
@@ -230,6 +265,7 @@ class JaxBackend:
 
         # Donating the carry lets XLA update weights and Adam moments in place.
         self._step = jax.jit(step, donate_argnums=0)
+        self._step_batch = jax.jit(step_batch, donate_argnums=0)
         self._epoch = jax.jit(epoch_scan, donate_argnums=0)
         self._correct = jax.jit(lambda p, x, y: (self.model.apply({"params": p}, x).argmax(-1) == y).sum())
         self._probe = jax.jit(lambda p, idx, tx, ty: grad_fn(p, self._split(tx[idx]), self._split(ty[idx])))
@@ -238,16 +274,26 @@ class JaxBackend:
         assert order.shape[1] == self.batch_size
         zeros = self._put((np.zeros((), np.float32), np.zeros((), np.int32), np.zeros((), np.int32)))
         carry = (self.params, self.opt_state, *zeros)
-        batches = self._put(order.astype(np.int32), self.rows_split if self.n_devices > 1 else None)
         corr = self._put(self._corrections(len(order)))
-        if self.options["loop"] == "scan":
-            carry = self._epoch(carry, batches, corr, self.train_x, self.train_y)
+        data_s = None
+        if self.loader is not None:  # loop=step (check_options), fed by Grain
+            batches = self.loader.epoch(order)
+            for x, y in batches:
+                carry = self._step_batch(carry, x, y, corr)
+            data_s = batches.data_s
+        elif self.options["loop"] == "scan":
+            carry = self._epoch(carry, self._rows(order), corr, self.train_x, self.train_y)
         else:
+            batches = self._rows(order)
             for _ in range(len(order)):
                 carry = self._step(carry, batches, corr, self.train_x, self.train_y)
         self.params, self.opt_state, loss_sum, correct, _ = carry
         self.t += len(order)
-        return EpochStats(loss_sum, correct, len(order))
+        return EpochStats(loss_sum, correct, len(order), data_s)
+
+    def _rows(self, order: np.ndarray):
+        """The epoch's (steps, batch) indices on the device(s), for the resident data."""
+        return self._put(order.astype(np.int32), self.rows_split if self.n_devices > 1 else None)
 
     def evaluate(self):
         n, bs, correct = len(self.test_y), self.eval_batch_size, 0

@@ -2,10 +2,16 @@
 
     python -m runner run --framework tensorflow [--device cuda|mps|cpu]
         [--option tensorflow.loop=epoch|step] [--option tensorflow.jit_compile=off|on]
+    python -m runner run --framework tensorflow --option tensorflow.loader=tfdata
+        --option tensorflow.loop=step --option tensorflow.workers=4
 
 loop=epoch (default) runs the whole epoch inside one tf.function (a graph while-loop over the
 spec's batches); loop=step calls a tf.function once per batch. jit_compile=on compiles either with
-XLA. Adam is written out here rather than taken from keras.optimizers.Adam, because Keras adds eps
+XLA. loader=tfdata feeds loop=step's calls from a tf.data pipeline over the raw uint8 images
+(runner.backends.loaders: same batches, same bits, the wait timed as timing.epoch_data_s); it
+refuses loop=epoch, where the pipeline would run inside the graph and its wait could not be timed.
+
+Adam is written out here rather than taken from keras.optimizers.Adam, because Keras adds eps
 to the *uncorrected* sqrt(v) ("epsilon hat": 31x the spec's eps at step 1) and decouples weight
 decay; the spec's Adam is PyTorch's and optax's.
 """
@@ -17,6 +23,7 @@ import os
 import numpy as np
 
 from runner.workload import layouts, models
+from runner.backends import loaders
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
 from runner.workload.spec import Spec
 
@@ -46,10 +53,18 @@ def build_model(keras, model: str):
 
 class TensorflowBackend:
     name = "tensorflow"
-    OPTIONS = {"loop": ("epoch", ("epoch", "step")), "jit_compile": ("off", ONOFF)}
+    OPTIONS = {"loop": ("epoch", ("epoch", "step")), "jit_compile": ("off", ONOFF),
+               "loader": ("resident", ("resident", "tfdata")), "workers": ("0", loaders.WORKERS)}
+
+    @staticmethod
+    def check_options(options: dict) -> None:
+        loaders.check("tensorflow", options, "tfdata", {
+            ("loop", "epoch"): ("tfdata", "the pipeline would run inside the epoch's graph, where the wait"
+                                          " for each batch cannot be timed; add --option tensorflow.loop=step")})
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})
+        self.check_options(self.options)
         os.environ["KERAS_BACKEND"] = "tensorflow"  # this process is ours: Keras must drive TF here
         try:
             import keras
@@ -110,8 +125,16 @@ class TensorflowBackend:
             self.m = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
             self.v = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
             self.t = tf.Variable(tf.constant(0, tf.int64))  # exact at any step count, unlike float32
-            self.train_x, self.train_y = tf.constant(train_x[..., None]), tf.constant(train_y.astype(np.int32))
             self.test_x, self.test_y = tf.constant(test_x[..., None]), tf.constant(test_y.astype(np.int32))
+        self.loader = None
+        if self.options["loader"] == "tfdata":  # raw pixels in tf.data; the normalized set stays on the
+            # host for probe_step alone (the gate), so device memory is the loader's
+            workers = int(self.options["workers"])
+            loaders.note_workers(self.name, workers)
+            raw = loaders.raw_pixels(train_x, spec.norm_mean, spec.norm_std)
+            self.loader = loaders.TfData(tf, raw, train_y, spec.norm_mean, spec.norm_std, workers, self.device)
+        with tf.device("/CPU:0" if self.loader is not None else self.device):
+            self.train_x, self.train_y = tf.constant(train_x[..., None]), tf.constant(train_y.astype(np.int32))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
         self._compile()
 
@@ -140,7 +163,9 @@ class TensorflowBackend:
         jit = self.options["jit_compile"] == "on"
 
         def step(idx, loss_sum, correct):
-            x, y = tf.gather(self.train_x, idx), tf.gather(self.train_y, idx)
+            return fit(tf.gather(self.train_x, idx), tf.gather(self.train_y, idx), loss_sum, correct)
+
+        def fit(x, y, loss_sum, correct):  # one step on one batch: gathered above, or from the loader
             with tf.GradientTape() as tape:
                 loss, logits = self._loss(x, y)
             self._adam(tape.gradient(loss, self.variables))
@@ -163,6 +188,7 @@ class TensorflowBackend:
             return loss, logits, tape.gradient(loss, self.variables)
 
         self._step = tf.function(step, jit_compile=jit)
+        self._fit = tf.function(fit, jit_compile=jit)
         self._epoch = tf.function(epoch, jit_compile=jit)
         self._correct = tf.function(count_correct, jit_compile=jit)
         self._probe = tf.function(probe)
@@ -171,6 +197,13 @@ class TensorflowBackend:
         tf = self.tf
         assert order.shape[1] == self.batch_size
         with tf.device(self.device):
+            if self.loader is not None:  # loop=step (check_options), fed by tf.data
+                loss_sum, correct = tf.constant(0.0), tf.constant(0)
+                batches = self.loader.epoch(order)
+                for x, y in batches:
+                    loss_sum, correct = self._fit(x, y, loss_sum, correct)
+                self._last = loss_sum
+                return EpochStats(loss_sum, correct, len(order), batches.data_s)
             batches = tf.constant(order.astype(np.int32))
             if self.options["loop"] == "epoch":
                 loss_sum, correct = self._epoch(batches)

@@ -2,6 +2,11 @@
 
     python -m runner run --framework torch [--device cuda|mps|cpu]
     python -m runner run --framework torch --launcher torchrun --nproc 2    # DistributedDataParallel
+    python -m runner run --framework torch --option torch.loader=dataloader --option torch.workers=4
+
+loader=dataloader feeds the steps from a torch DataLoader over the raw uint8 images with a
+per-sample transform and `workers` worker processes instead (runner.backends.loaders: same batches,
+same bits, the wait for them timed as the record's timing.epoch_data_s).
 
 Under torchrun (WORLD_SIZE > 1) the same workload runs data-parallel: the spec's global batch is
 split evenly across the ranks (rank r takes columns r*b..(r+1)*b of every row of the spec's batch
@@ -16,6 +21,7 @@ import numpy as np
 
 from runner.workload import ranks
 from runner.workload import models
+from runner.backends import loaders
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options, single_parallel
 from runner.workload.spec import Spec
 
@@ -60,10 +66,15 @@ def load_reference(torch, model, params: dict[str, np.ndarray]) -> None:
 
 class TorchBackend:
     name = "torch"
-    OPTIONS: dict = {}
+    OPTIONS: dict = {"loader": ("resident", ("resident", "dataloader")), "workers": ("0", loaders.WORKERS)}
+
+    @staticmethod
+    def check_options(options: dict) -> None:
+        loaders.check("torch", options, "dataloader", {})
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})
+        self.check_options(self.options)
         try:
             import torch
         except Exception as e:  # a broken install raises more than ImportError
@@ -138,8 +149,16 @@ class TorchBackend:
             self.net = ddp(self.model, device_ids=[dev] if dev.type == "cuda" else None)
         self.optimizer = make_optimizer(torch, spec, self.model.parameters())
         self.loss_fn = make_loss(torch, spec)
-        to_dev = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(dev)  # noqa: E731
-        self.train_x, self.train_y = to_dev(train_x[:, None]), to_dev(train_y.astype(np.int64))
+        to_dev = lambda a, d=dev: torch.from_numpy(np.ascontiguousarray(a)).to(d)  # noqa: E731
+        self.loader = None
+        if self.options["loader"] == "dataloader":  # raw pixels in a DataLoader; the normalized set
+            # stays on the host for probe_step alone (the gate), so device memory is the loader's
+            workers = int(self.options["workers"])
+            loaders.note_workers(self.name, workers)
+            raw = loaders.raw_pixels(train_x, spec.norm_mean, spec.norm_std)
+            self.loader = loaders.TorchLoader(torch, raw, train_y, spec.norm_mean, spec.norm_std, workers, dev)
+        host = torch.device("cpu") if self.loader is not None else dev
+        self.train_x, self.train_y = to_dev(train_x[:, None], host), to_dev(train_y.astype(np.int64), host)
         self.test_x, self.test_y = to_dev(test_x[:, None]), to_dev(test_y.astype(np.int64))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
 
@@ -147,12 +166,11 @@ class TorchBackend:
         torch, model, opt = self.torch, self.net, self.optimizer
         assert order.shape[1] == self.batch_size
         order = self._my_columns(order)
-        batches = torch.from_numpy(order).to(self.device)
+        batches = self._batches(order)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         model.train()
-        for idx in batches:
-            x, y = self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)
+        for x, y in batches:
             logits = model(x)
             loss = self.loss_fn(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -165,7 +183,15 @@ class TorchBackend:
             self.torch.distributed.all_reduce(loss_sum)
             self.torch.distributed.all_reduce(correct)
             loss_sum /= self.world
-        return EpochStats(loss_sum, correct, len(batches))
+        return EpochStats(loss_sum, correct, len(order), batches.data_s if self.loader is not None else None)
+
+    def _batches(self, order: np.ndarray):
+        """The epoch's (x, y) on the device, one per row of `order`: from the loader (timed), or
+        indexed from the resident data (no clock, no sync: the default path as it always ran)."""
+        if self.loader is not None:
+            return self.loader.epoch(order)
+        rows = self.torch.from_numpy(order).to(self.device)
+        return ((self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)) for idx in rows)
 
     def _my_columns(self, order: np.ndarray) -> np.ndarray:
         """This rank's slice of every global batch (all of it in one process)."""
@@ -204,10 +230,10 @@ class TorchBackend:
 
     def probe_step(self, idx):
         torch, model = self.torch, self.model
-        i = torch.from_numpy(self._my_columns(np.asarray(idx))).to(self.device)
+        i = torch.from_numpy(self._my_columns(np.asarray(idx))).to(self.train_x.device)  # host in loader mode
         model.zero_grad(set_to_none=True)
-        logits = self.net(self.train_x.index_select(0, i))
-        loss = self.loss_fn(logits, self.train_y.index_select(0, i))
+        logits = self.net(self.train_x.index_select(0, i).to(self.device))
+        loss = self.loss_fn(logits, self.train_y.index_select(0, i).to(self.device))
         loss.backward()  # under DDP: the gradients are the ranks' average, i.e. the global batch's
         grads = {p.name: t.grad.cpu().numpy() for p, t in zip(models.params(self.spec.model), model.parameters())}
         model.zero_grad(set_to_none=True)

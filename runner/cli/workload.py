@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --launcher torchrun: nodes, each running torchrun under srun (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
                    help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
-                        " tensorflow.jit_compile=off|on, jax.loop=step|scan, jax.devices=1|2|4|8|all (data-parallel)")
+                        " tensorflow.jit_compile=off|on, jax.loop=step|scan, jax.devices=1|2|4|8|all (data-parallel);"
+                        " loader mode (README): torch.loader=resident|dataloader, tensorflow.loader=resident|tfdata"
+                        " (with tensorflow.loop=step), jax.loader=resident|host, FRAMEWORK.workers=0|1|2|4|8|16")
     p.add_argument("--preset", choices=list(PRESETS), default="standard",
                    help="standard: the spec as designed; smoke: 1 epoch, 2048/512 samples, no target")
     group = p.add_argument_group("spec overrides (any override changes the spec hash)")

@@ -105,7 +105,8 @@ def options_label(rec: dict) -> str:
     options = rec["framework"].get("options") or {}  # the device count shows in the device column
     if not isinstance(options, dict):  # the schema leaves framework's other keys open
         return str(options)
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in SCALE_OPTIONS)
+    hidden = SCALE_OPTIONS + (RESIDENT_OPTIONS if options.get("loader", "resident") == "resident" else ())
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in hidden)
 
 
 def group_key(rec: dict) -> tuple:
@@ -123,6 +124,10 @@ def parallel_key(rec: dict) -> tuple[int, int]:
 # Options that choose how many devices, not how the framework runs: shown as the device count, not as
 # options, so a data-parallel row and its 1-device row differ only in it.
 SCALE_OPTIONS = ("devices",)
+# The default data path (loader=resident, workers=0: the data on the device) is how every record
+# before loader mode ran: shown as no option, so old and new resident runs share a row; a loader run
+# (runner.backends.loaders) shows its loader and workers.
+RESIDENT_OPTIONS = ("loader", "workers")
 
 
 def _scale_key(row: dict) -> tuple:
