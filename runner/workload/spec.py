@@ -119,7 +119,7 @@ def field_types() -> dict[str, tuple[type, bool]]:
 # (`--batch-size`, `--beta2`, ...) and reads `--set FIELD=VALUE` through parse_field: a new field
 # needs a line here and nothing in the CLI. A test checks every field has one.
 FIELD_HELP: dict[str, str] = {
-    "model": "the network (see runner/workload/models.py)",
+    "model": f"the network: {', '.join(MODELS)} (runner/workload/models.py)",
     "dataset": "the data (mnist, fashion, or synthetic: tiny, generated, no download)",
     "epochs": "passes over the training set",
     "batch_size": "samples per step (the last incomplete batch is dropped)",
