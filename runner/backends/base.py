@@ -102,10 +102,15 @@ class Backend(Protocol):
         """The current weights as NumPy arrays in the canonical layout and order."""
 
     def set_state(self, params: dict[str, np.ndarray], m: dict[str, np.ndarray], v: dict[str, np.ndarray],
-                  t: int) -> None:
+                  t: int, buffers: dict[str, np.ndarray] | None = None) -> None:
         """Load canonical-layout float32 weights and Adam moments (m, v), `t` steps already taken:
         the next step is step t + 1, with its bias corrections. The gate checks single steps from
-        the reference's state this way."""
+        the reference's state this way. `buffers` (models with batch norm only): the running
+        statistics, canonical names (models.buffers); None keeps the current ones."""
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Batch norm's running statistics in canonical names and order ({} without batch norm); the
+        gate calls it for models with batch norm only (flux, which has none, lacks it)."""
 
     def adam_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
         """(m, v, t): the Adam moments in the canonical layout and the number of steps taken."""

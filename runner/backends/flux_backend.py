@@ -35,6 +35,21 @@ _DEVICES = {"cpu": "cpu", "cuda": "cuda", "mps": "metal"}   # dlbench's names ->
 _KINDS = {v: k for k, v in _DEVICES.items()}
 
 
+def missing_layers(model: str) -> list[str]:
+    """What julia/src/model.jl cannot build of `model` (it knows stride-1 biased convs, dense, ReLU,
+    max-pool and flatten): [] if it can."""
+    missing = []
+    for n in models.nodes(model):
+        layer = n.layer
+        if isinstance(layer, models.Conv) and (layer.stride != 1 or not layer.bias):
+            missing.append("strided or bias-free convolutions")
+        elif not isinstance(layer, (models.Conv, models.Dense, models.ReLU, models.MaxPool, models.Flatten)):
+            missing.append({models.BatchNorm: "batch norm", models.Residual: "residual blocks",
+                             models.GlobalAvgPool: "global average pooling"}.get(
+                type(layer), type(layer).__name__))
+    return list(dict.fromkeys(missing))
+
+
 def layer_list(model: str) -> list[dict]:
     """The model's layers as plain dicts for Julia (julia/src/model.jl builds the Chain)."""
     out = []
@@ -91,6 +106,10 @@ class FluxBackend:
         if device not in ("auto", *_DEVICES):
             raise FrameworkUnavailable(f"flux backend has no device {device!r}")
         self.spec = spec
+        missing = missing_layers(spec.model)
+        if missing:  # before Julia loads: refused in milliseconds, Julia or not
+            raise FrameworkUnavailable(f"flux backend has no {spec.model} yet: julia/src (DLBenchFlux) builds no"
+                                       f" {', '.join(missing)}; run {spec.model} with torch, tensorflow or jax")
         self.jl = julia_env.load()          # FrameworkUnavailable, fast, if Julia is not there
         self.mod = self.jl.DLBenchFlux
         self.jdevice = self._pick_device(device)

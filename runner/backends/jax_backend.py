@@ -11,6 +11,12 @@ device as it comes (runner.backends.loaders: same batches, same bits, the wait t
 timing.epoch_data_s); it refuses loop=scan, which needs the whole epoch on the device before it
 starts (staging the epoch would time one bulk transform, not a loader feeding steps).
 
+Batch norm (resnet18) is written out as a flax module (_batch_norm_class), the workload's rule
+(models.BatchNorm), because flax's own keeps the biased variance; its running statistics ride in
+the step's carry next to Adam's moments (opt_state = (m, v, batch_stats)). Training steps and
+probe_step apply the model in training mode, evaluate in eval mode. Under jax.sharding the batch
+statistics are those of the global batch: jit computes the mean over the whole (sharded) array.
+
 Adam is written out (as in the TF backend) rather than taken from optax.adam, because optax computes
 the bias corrections 1 - beta**t in float32 on the device, ~1.3e-5 off for beta2 = 0.999 (issue 19);
 the spec's rule is float64, rounded to float32 once. Without jax_enable_x64 there is no float64 on
@@ -32,7 +38,7 @@ import os
 
 import numpy as np
 
-from runner.workload import layouts, models
+from runner.workload import layouts, models, reference
 from runner.backends import loaders
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options
 from runner.workload.spec import Spec, adam_bias_corrections as bias_corrections
@@ -42,31 +48,76 @@ _PLATFORMS = {"cpu": ("cpu",), "cuda": ("cuda", "gpu"), "mps": ("METAL", "metal"
 
 
 def build_model(nn, model: str):
-    """A flax.linen module from the layer list, modules named like the canonical params (conv1, fc1...)."""
-    spec_layers = models.MODELS[model]
+    """A flax.linen module from the layer list, modules named like the canonical params (conv1,
+    layer1.0.bn1, fc); called as model.apply(variables, x, train) with variables {"params": ...,
+    "batch_stats": ...} (the BN running statistics; an empty tree without BN)."""
+    seq, norm = models.plan(model), _batch_norm_class(nn)
+
+    def run(seq, x, train):
+        for node in seq:
+            layer = node.layer
+            if isinstance(layer, models.Conv):
+                # Explicit (pad, pad) pairs: 'SAME' would pad a stride-2 conv on an even input
+                # asymmetrically, another function than the canonical pad-1-all-round.
+                pad = [(layer.pad, layer.pad)] * 2
+                x = nn.Conv(layer.out, (layer.kernel, layer.kernel), strides=(layer.stride, layer.stride),
+                            padding=pad, use_bias=layer.bias, name=node.name)(x)
+            elif isinstance(layer, models.Dense):
+                x = nn.Dense(layer.out, name=node.name)(x)
+            elif isinstance(layer, models.BatchNorm):
+                x = norm(layer.eps, layer.momentum, name=node.name)(x, train)
+            elif isinstance(layer, models.Residual):
+                x = run(node.body, x, train) + run(node.shortcut, x, train)
+            elif isinstance(layer, models.ReLU):
+                x = nn.relu(x)
+            elif isinstance(layer, models.MaxPool):
+                x = nn.max_pool(x, (layer.size, layer.size), strides=(layer.size, layer.size))
+            elif isinstance(layer, models.GlobalAvgPool):
+                x = x.mean(axis=(1, 2))
+            else:
+                x = x.reshape((x.shape[0], -1))  # NHWC order: layouts permutes fc1 to match
+        return x
 
     class Net(nn.Module):
         @nn.compact
-        def __call__(self, x):
-            counts = {models.Conv: 0, models.Dense: 0}
-            for layer in spec_layers:
-                if isinstance(layer, models.Conv):
-                    counts[models.Conv] += 1
-                    pad = [(layer.pad, layer.pad)] * 2
-                    x = nn.Conv(layer.out, (layer.kernel, layer.kernel), padding=pad,
-                                name=f"conv{counts[models.Conv]}")(x)
-                elif isinstance(layer, models.Dense):
-                    counts[models.Dense] += 1
-                    x = nn.Dense(layer.out, name=f"fc{counts[models.Dense]}")(x)
-                elif isinstance(layer, models.ReLU):
-                    x = nn.relu(x)
-                elif isinstance(layer, models.MaxPool):
-                    x = nn.max_pool(x, (layer.size, layer.size), strides=(layer.size, layer.size))
-                else:
-                    x = x.reshape((x.shape[0], -1))  # NHWC order: layouts permutes fc1 to match
-            return x
+        def __call__(self, x, train: bool = False):
+            return run(seq, x, train)
 
     return Net()
+
+
+def _batch_norm_class(nn):
+    """The workload's batch norm (models.BatchNorm) as a flax module, written out: flax's BatchNorm
+    keeps its running variance with the biased batch variance (and calls momentum what torch calls
+    1 - momentum); the workload's rule takes the unbiased one. Params scale, bias; batch_stats
+    running_mean, running_var (the canonical names' last parts)."""
+    import jax
+    import jax.numpy as jnp
+
+    class BatchNorm(nn.Module):
+        eps: float
+        momentum: float
+
+        @nn.compact
+        def __call__(self, x, train: bool):
+            c = (x.shape[-1],)
+            scale = self.param("scale", nn.initializers.ones, c)
+            bias = self.param("bias", nn.initializers.zeros, c)
+            running_mean = self.variable("batch_stats", "running_mean", jnp.zeros, c)
+            running_var = self.variable("batch_stats", "running_var", jnp.ones, c)
+            if train:
+                mean = x.mean(axis=(0, 1, 2))
+                var = jnp.square(x - mean).mean(axis=(0, 1, 2))                # biased: normalizes
+                n = x.size // x.shape[-1]
+                if not self.is_initializing():
+                    m = self.momentum
+                    running_mean.value = (1 - m) * running_mean.value + m * mean
+                    running_var.value = (1 - m) * running_var.value + m * (var * (n / (n - 1)))  # unbiased
+            else:
+                mean, var = running_mean.value, running_var.value
+            return (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
+
+    return BatchNorm
 
 
 class JaxBackend:
@@ -192,7 +243,10 @@ class JaxBackend:
         params = layouts.to_tree(layouts.to_channels_last(spec.model, params))
         self.params = put(params)
         zeros = jax.tree_util.tree_map(np.zeros_like, params)
-        self.opt_state, self.t = put((zeros, zeros)), 0   # (m, v); t: steps taken, kept on the host
+        stats = layouts.to_tree(reference.initial_buffers(spec.model))  # BN running stats; {} without BN
+        # (m, v, BN running statistics): everything a step carries forward besides the weights.
+        # t: steps taken, kept on the host.
+        self.opt_state, self.t = put((zeros, zeros, stats)), 0
         self.test_x, self.test_y = put(test_x[..., None]), put(test_y.astype(np.int32))
         self.loader = None
         if self.options["loader"] == "host":  # raw pixels in Grain; the normalized set stays on the
@@ -212,14 +266,16 @@ class JaxBackend:
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
         self._compile()
 
-    def _loss(self, params, x, y):
-        logits = self.model.apply({"params": params}, x)
-        return self.optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+    def _loss(self, params, stats, x, y):
+        """Training mode: (loss, (logits, the BN running statistics after this batch))."""
+        logits, new = self.model.apply({"params": params, "batch_stats": stats}, x, True, mutable=["batch_stats"])
+        loss = self.optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, (logits, new.get("batch_stats", {}))
 
-    def _adam(self, params, grads, opt_state, c):
+    def _adam(self, params, grads, moments, c):
         """The spec's Adam (torch-style L2, eps outside the bias-corrected sqrt); c = (c1, c2), float32."""
         tree_map, s = self.jax.tree_util.tree_map, self.spec
-        m, v = opt_state
+        m, v = moments
         if s.weight_decay:
             grads = tree_map(lambda g, p: g + s.weight_decay * p, grads, params)
         m = tree_map(lambda m, g: s.beta1 * m + (1 - s.beta1) * g, m, grads)
@@ -240,9 +296,10 @@ class JaxBackend:
             return fit(params, opt_state, self._split(train_x[idx]), self._split(train_y[idx]), c)
 
         def fit(params, opt_state, x, y, c):  # one step on one batch: gathered above, or from the loader
-            (loss, logits), grads = grad_fn(params, x, y)
-            params, opt_state = self._adam(params, grads, opt_state, c)
-            return params, opt_state, loss, (logits.argmax(-1) == y).sum()
+            m, v, stats = opt_state
+            (loss, (logits, stats)), grads = grad_fn(params, stats, x, y)
+            params, (m, v) = self._adam(params, grads, (m, v), c)
+            return params, (m, v, stats), loss, (logits.argmax(-1) == y).sum()
 
         def step(carry, batches, corr, train_x, train_y):
             # The step picks its own row of the epoch's batches and corrections by a counter in the
@@ -267,8 +324,11 @@ class JaxBackend:
         self._step = jax.jit(step, donate_argnums=0)
         self._step_batch = jax.jit(step_batch, donate_argnums=0)
         self._epoch = jax.jit(epoch_scan, donate_argnums=0)
-        self._correct = jax.jit(lambda p, x, y: (self.model.apply({"params": p}, x).argmax(-1) == y).sum())
-        self._probe = jax.jit(lambda p, idx, tx, ty: grad_fn(p, self._split(tx[idx]), self._split(ty[idx])))
+        # Eval mode: batch norm reads the running statistics.
+        self._correct = jax.jit(lambda p, s, x, y: (self.model.apply({"params": p, "batch_stats": s}, x, False)
+                                                    .argmax(-1) == y).sum())
+        # Pure: the running statistics it computes are dropped.
+        self._probe = jax.jit(lambda p, s, idx, tx, ty: grad_fn(p, s, self._split(tx[idx]), self._split(ty[idx])))
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
         assert order.shape[1] == self.batch_size
@@ -298,7 +358,7 @@ class JaxBackend:
     def evaluate(self):
         n, bs, correct = len(self.test_y), self.eval_batch_size, 0
         for i in range(0, n, bs):
-            correct = correct + self._correct(self.params, self.test_x[i:i + bs], self.test_y[i:i + bs])
+            correct = correct + self._correct(self.params, self.opt_state[2], self.test_x[i:i + bs], self.test_y[i:i + bs])
         return correct
 
     def synchronize(self) -> None:
@@ -313,7 +373,7 @@ class JaxBackend:
 
     def probe_step(self, idx):
         idx = self._put(np.asarray(idx, np.int32), self.batch_split)
-        (loss, logits), grads = self._probe(self.params, idx, self.train_x, self.train_y)
+        (loss, (logits, _)), grads = self._probe(self.params, self.opt_state[2], idx, self.train_x, self.train_y)
         grads = self._canonical(self.jax.tree.map(self._fetch, grads))
         return float(loss), self._fetch(logits), grads
 
@@ -324,13 +384,19 @@ class JaxBackend:
         tree = self.jax.tree.map(self._fetch, tree)
         return layouts.from_channels_last(self.spec.model, layouts.from_tree(self.spec.model, tree))
 
-    def set_state(self, params, m, v, t):
+    def buffers(self):
+        """BN's running statistics, canonical names and order ({} without BN)."""
+        tree = self.jax.tree.map(self._fetch, self.opt_state[2])
+        return layouts.from_tree(self.spec.model, tree, buffers=True)
+
+    def set_state(self, params, m, v, t, buffers=None):
         put = lambda d: self._put(layouts.to_tree(layouts.to_channels_last(  # noqa: E731
             self.spec.model, {k: np.asarray(a, np.float32) for k, a in d.items()})))
-        self.params, self.opt_state, self.t = put(params), (put(m), put(v)), int(t)
+        stats = self.opt_state[2] if buffers is None else put(buffers)
+        self.params, self.opt_state, self.t = put(params), (put(m), put(v), stats), int(t)
 
     def adam_state(self):
-        m, v = self.opt_state
+        m, v, _ = self.opt_state
         return self._canonical(m), self._canonical(v), self.t
 
 

@@ -14,6 +14,11 @@ refuses loop=epoch, where the pipeline would run inside the graph and its wait c
 Adam is written out here rather than taken from keras.optimizers.Adam, because Keras adds eps
 to the *uncorrected* sqrt(v) ("epsilon hat": 31x the spec's eps at step 1) and decouples weight
 decay; the spec's Adam is PyTorch's and optax's.
+
+The model is a functional keras.Model: a residual block (resnet18) is a branch and an Add. Batch
+norm is written out too (_batch_norm_class): Keras' BatchNormalization keeps its moving variance
+with the biased batch variance; the workload's rule (models.BatchNorm) is PyTorch's, unbiased.
+Strided convolutions pad explicitly (ZeroPadding2D + 'valid'): 'same' would pad asymmetrically.
 """
 
 from __future__ import annotations
@@ -31,24 +36,77 @@ ONOFF = ("off", "on")
 
 
 def build_model(keras, model: str):
-    """A channels-last keras.Sequential from the layer list, layers named like the canonical params."""
-    layers, counts = [keras.Input(models.INPUT_SHAPE[1:] + models.INPUT_SHAPE[:1])], {models.Conv: 0, models.Dense: 0}
-    for layer in models.MODELS[model]:
+    """A channels-last keras.Model from the layer list (functional: a residual block is a branch and
+    an Add), its conv/dense/BN layers named like the canonical params (conv1, layer1.0.bn1, fc)."""
+    inputs = keras.Input(models.INPUT_SHAPE[1:] + models.INPUT_SHAPE[:1])
+    return keras.Model(inputs, _apply(keras, models.plan(model), inputs))
+
+
+def _apply(keras, seq, x):
+    """The Nodes `seq` applied to the symbolic tensor x."""
+    L = keras.layers
+    for node in seq:
+        layer = node.layer
         if isinstance(layer, models.Conv):
-            counts[models.Conv] += 1
+            # Explicit symmetric padding, then 'valid': 'same' would pad a stride-2 conv on an even
+            # input on the bottom/right only, another function than the canonical pad-1-all-round.
             if layer.pad:
-                layers.append(keras.layers.ZeroPadding2D(layer.pad))
-            layers.append(keras.layers.Conv2D(layer.out, layer.kernel, name=f"conv{counts[models.Conv]}"))
+                x = L.ZeroPadding2D(layer.pad)(x)
+            x = L.Conv2D(layer.out, layer.kernel, strides=layer.stride, use_bias=layer.bias, name=node.name)(x)
         elif isinstance(layer, models.Dense):
-            counts[models.Dense] += 1
-            layers.append(keras.layers.Dense(layer.out, name=f"fc{counts[models.Dense]}"))
+            x = L.Dense(layer.out, name=node.name)(x)
+        elif isinstance(layer, models.BatchNorm):
+            x = _batch_norm_class(keras)(layer.eps, layer.momentum, name=node.name)(x)
+        elif isinstance(layer, models.Residual):
+            x = L.Add()([_apply(keras, node.body, x), _apply(keras, node.shortcut, x)])
         elif isinstance(layer, models.ReLU):
-            layers.append(keras.layers.ReLU())
+            x = L.ReLU()(x)
         elif isinstance(layer, models.MaxPool):
-            layers.append(keras.layers.MaxPooling2D(layer.size))
+            x = L.MaxPooling2D(layer.size)(x)
+        elif isinstance(layer, models.GlobalAvgPool):
+            x = L.GlobalAveragePooling2D()(x)
         else:
-            layers.append(keras.layers.Flatten())  # NHWC order: layouts permutes fc1 to match
-    return keras.Sequential(layers)
+            x = L.Flatten()(x)  # NHWC order: layouts permutes fc1 to match
+    return x
+
+
+_BN_CLASS = {}
+
+
+def _batch_norm_class(keras):
+    """The workload's batch norm (models.BatchNorm) as a Keras layer, written out: Keras' own
+    BatchNormalization updates its moving variance with the biased batch variance (and calls
+    momentum what torch calls 1 - momentum); the workload's rule takes the unbiased one."""
+    if keras in _BN_CLASS:
+        return _BN_CLASS[keras]
+    import tensorflow as tf
+
+    class BatchNorm(keras.layers.Layer):
+        def __init__(self, eps, momentum, **kwargs):
+            super().__init__(**kwargs)
+            self.eps, self.momentum = eps, momentum
+
+        def build(self, shape):
+            c = (shape[-1],)
+            self.scale = self.add_weight(shape=c, initializer="ones", name="scale")
+            self.bias = self.add_weight(shape=c, initializer="zeros", name="bias")
+            self.running_mean = self.add_weight(shape=c, initializer="zeros", name="running_mean", trainable=False)
+            self.running_var = self.add_weight(shape=c, initializer="ones", name="running_var", trainable=False)
+
+        def call(self, x, training=False):
+            if training:
+                mean = tf.reduce_mean(x, axis=(0, 1, 2))
+                var = tf.reduce_mean(tf.square(x - mean), axis=(0, 1, 2))        # biased: normalizes
+                n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+                m = self.momentum
+                self.running_mean.assign((1 - m) * self.running_mean + m * mean)
+                self.running_var.assign((1 - m) * self.running_var + m * (var * (n / (n - 1))))  # unbiased
+            else:
+                mean, var = self.running_mean, self.running_var
+            return (x - mean) * tf.math.rsqrt(var + self.eps) * self.scale + self.bias
+
+    _BN_CLASS[keras] = BatchNorm
+    return BatchNorm
 
 
 class TensorflowBackend:
@@ -118,10 +176,10 @@ class TensorflowBackend:
             raise FrameworkUnavailable(f"tensorflow backend has no loss {spec.loss!r}")
         with tf.device(self.device):
             self.model = build_model(self.keras, spec.model)
-            tree = layouts.to_tree(layouts.to_channels_last(spec.model, params))
-            for name, arrays in tree.items():
-                self.model.get_layer(name).set_weights([arrays["kernel"], arrays["bias"]])
-            self.variables = [v.value for v in self.model.trainable_variables]  # the tf.Variables
+            self.variables = self._canonical(models.params(spec.model))   # the tf.Variables, canonical order
+            self.buffer_vars = self._canonical(models.buffers(spec.model))  # BN's running statistics
+            for var, a in zip(self.variables, layouts.to_channels_last(spec.model, params).values()):
+                var.assign(a)
             self.m = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
             self.v = [tf.Variable(tf.zeros_like(v)) for v in self.variables]
             self.t = tf.Variable(tf.constant(0, tf.int64))  # exact at any step count, unlike float32
@@ -137,6 +195,15 @@ class TensorflowBackend:
             self.train_x, self.train_y = tf.constant(train_x[..., None]), tf.constant(train_y.astype(np.int32))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
         self._compile()
+
+    def _canonical(self, entries) -> list:
+        """The tf.Variables of models.params/buffers entries, in their order: a layer's variable by
+        the canonical name's last part (kernel, bias, scale, running_mean, running_var)."""
+        out = []
+        for p in entries:
+            layer, kind = p.name.rsplit(".", 1)
+            out.append(getattr(self.model.get_layer(layer), layouts.leaf(kind, len(p.shape))).value)
+        return out
 
     def _loss(self, x, y):
         logits = self.model(x, training=True)
@@ -236,8 +303,11 @@ class TensorflowBackend:
 
     def probe_step(self, idx):
         tf = self.tf
+        saved = [v.numpy() for v in self.buffer_vars]  # a training-mode forward moves BN's running stats
         with tf.device(self.device):
             loss, logits, grads = self._probe(tf.gather(self.train_x, idx), tf.gather(self.train_y, idx))
+        for var, a in zip(self.buffer_vars, saved):
+            var.assign(a)
         flat = {p.name: g.numpy() for p, g in zip(models.params(self.spec.model), grads)}
         return float(loss), logits.numpy(), layouts.from_channels_last(self.spec.model, flat)
 
@@ -245,8 +315,15 @@ class TensorflowBackend:
         flat = {p.name: v.numpy() for p, v in zip(models.params(self.spec.model), self.variables)}
         return layouts.from_channels_last(self.spec.model, flat)
 
-    def set_state(self, params, m, v, t):
+    def buffers(self):
+        """BN's running statistics, canonical names and order ({} without BN)."""
+        return {p.name: v.numpy() for p, v in zip(models.buffers(self.spec.model), self.buffer_vars)}
+
+    def set_state(self, params, m, v, t, buffers=None):
         model = self.spec.model
+        if buffers is not None:
+            for p, var in zip(models.buffers(model), self.buffer_vars):
+                var.assign(np.asarray(buffers[p.name], np.float32))
         for dest, src in ((self.variables, params), (self.m, m), (self.v, v)):
             arrays = layouts.to_channels_last(model, {k: np.asarray(a, np.float32) for k, a in src.items()})
             for var, a in zip(dest, arrays.values()):

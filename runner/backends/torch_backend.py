@@ -13,6 +13,11 @@ split evenly across the ranks (rank r takes columns r*b..(r+1)*b of every row of
 order, b = batch / world size), DistributedDataParallel averages the gradients, so every step sees
 the same global batch and the same mean gradient as one process: the same training, which the
 parity gate checks. gloo on the CPU, NCCL on CUDA (one GPU per rank, LOCAL_RANK).
+
+Batch norm (resnet18) is torch's own BatchNorm2d, whose rule is the workload's (models.BatchNorm);
+train_epoch and probe_step run in training mode, evaluate in eval mode. Under DDP it becomes
+SyncBatchNorm (the global batch's statistics), which torch runs on CUDA only: resnet18 under
+torchrun on the CPU is refused.
 """
 
 from __future__ import annotations
@@ -26,19 +31,66 @@ from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailab
 from runner.workload.spec import Spec
 
 
-def build_model(torch, model: str) -> "torch.nn.Sequential":
-    """nn.Sequential from the model's layer list; conv/dense in canonical parameter order."""
-    nn, layers = torch.nn, []
-    for layer, shape_in, _ in models.walk(model):
+def build_model(torch, model: str, sync_bn: bool = False):
+    """An nn.Module from the model's layer list: its conv/dense/BN layers registered under their
+    canonical names (conv1, layer1.0.bn1, ...: nested modules at the dots), so named_parameters()
+    and named_buffers() are the canonical names in canonical order; forward runs the plan.
+    sync_bn: torch.nn.SyncBatchNorm (the whole DDP batch's statistics) instead of BatchNorm2d."""
+    root = _net_class(torch)()
+    root.steps = _steps(torch, root, models.plan(model), sync_bn)
+    return root
+
+
+def _net_class(torch):
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return _run(self.steps, x)
+    return Net
+
+
+def _run(steps, x):
+    for step in steps:
+        x = step(x)
+    return x
+
+
+def _register(torch, root, name: str, module) -> None:
+    """root.<a>.<b>.<c> = module for name 'a.b.c', plain nn.Modules in between (torchvision's
+    layer1 and layer1.0), so torch names the parameters as the canonical list does."""
+    *path, leaf = name.split(".")
+    for part in path:
+        if part not in root._modules:
+            root.add_module(part, torch.nn.Module())
+        root = root._modules[part]
+    root.add_module(leaf, module)
+
+
+def _steps(torch, root, seq, sync_bn: bool) -> list:
+    """The callables that run `seq` (Nodes), each parameterised layer registered on root."""
+    nn, out = torch.nn, []
+    for node in seq:
+        layer, c_in = node.layer, node.shape_in[0]
         if isinstance(layer, models.Conv):
-            layers.append(nn.Conv2d(shape_in[0], layer.out, layer.kernel, padding=layer.pad))
+            m = nn.Conv2d(c_in, layer.out, layer.kernel, stride=layer.stride, padding=layer.pad, bias=layer.bias)
         elif isinstance(layer, models.Dense):
-            layers.append(nn.Linear(shape_in[0], layer.out))
+            m = nn.Linear(c_in, layer.out)
+        elif isinstance(layer, models.BatchNorm):
+            # PyTorch's own rule is the workload's (models.BatchNorm): unbiased running_var.
+            m = (nn.SyncBatchNorm if sync_bn else nn.BatchNorm2d)(c_in, eps=layer.eps, momentum=layer.momentum)
+        elif isinstance(layer, models.Residual):
+            body, short = _steps(torch, root, node.body, sync_bn), _steps(torch, root, node.shortcut, sync_bn)
+            out.append(lambda x, body=body, short=short: _run(body, x) + _run(short, x))
+            continue
         elif isinstance(layer, models.MaxPool):
-            layers.append(nn.MaxPool2d(layer.size))
+            m = nn.MaxPool2d(layer.size)
+        elif isinstance(layer, models.GlobalAvgPool):
+            m = lambda x: x.mean(dim=(2, 3))  # noqa: E731
         else:
-            layers.append({models.ReLU: nn.ReLU, models.Flatten: nn.Flatten}[type(layer)]())
-    return nn.Sequential(*layers)
+            m = {models.ReLU: nn.ReLU, models.Flatten: nn.Flatten}[type(layer)]()
+        if node.name:
+            _register(torch, root, node.name, m)
+        out.append(m)
+    return out
 
 
 def make_optimizer(torch, spec: Spec, parameters):
@@ -54,14 +106,17 @@ def make_loss(torch, spec: Spec):
     return torch.nn.functional.cross_entropy  # mean reduction over the batch, as the spec says
 
 
-def load_reference(torch, model, params: dict[str, np.ndarray]) -> None:
-    """Copy canonical-layout reference params over the default init. nn.Sequential yields its
-    parameters in layer order, weight before bias: the canonical order, already in torch's layout."""
-    mine = list(model.parameters())
-    assert [tuple(p.shape) for p in mine] == [a.shape for a in params.values()], "model and reference differ"
+def load_reference(torch, model, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray] | None = None) -> None:
+    """Copy canonical-layout reference params (and BN buffers, if given) over the default init:
+    build_model registers them under the canonical names, already in torch's layout."""
+    mine = dict(model.named_parameters())
+    assert [(n, tuple(p.shape)) for n, p in mine.items()] == [(n, a.shape) for n, a in params.items()], \
+        "model and reference differ"
     with torch.no_grad():
-        for p, ref in zip(mine, params.values()):
-            p.copy_(torch.from_numpy(ref))
+        for name, ref in params.items():
+            mine[name].copy_(torch.from_numpy(np.asarray(ref)))
+        for name, ref in (buffers or {}).items():
+            model.get_buffer(name).copy_(torch.from_numpy(np.asarray(ref, np.float32)))
 
 
 class TorchBackend:
@@ -87,6 +142,14 @@ class TorchBackend:
         if spec.batch_size % self.world:
             raise ValueError(f"world size {self.world} does not divide the global batch {spec.batch_size}")
         self.device = self._pick_device(device)
+        # Batch norm under DDP: each rank would normalize with its own slice's statistics, a different
+        # function from the global batch's. SyncBatchNorm computes the global ones, but torch (2.13)
+        # runs it on GPU/XPU/HPU inputs only ("SyncBatchNorm expected input tensor to be on GPU").
+        self.sync_bn = self.world > 1 and models.has_batchnorm(spec.model)
+        if self.sync_bn and self.device.type != "cuda":
+            raise FrameworkUnavailable(f"{spec.model} under torchrun on {self.device.type}: batch norm needs"
+                                       f" SyncBatchNorm, which torch {torch.__version__} runs on CUDA only;"
+                                       f" use --nproc 1 or CUDA")
         if self.world > 1:
             self._init_distributed()
 
@@ -140,8 +203,8 @@ class TorchBackend:
 
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
         torch, spec, dev = self.torch, self.spec, self.device
-        self.model = build_model(torch, spec.model)
-        load_reference(torch, self.model, params)
+        self.model = build_model(torch, spec.model, sync_bn=self.sync_bn)
+        load_reference(torch, self.model, params)  # BN buffers start as the reference's: mean 0, var 1
         self.model.to(dev)
         self.net = self.model  # what trains: the model, or its DDP wrapper (which averages gradients)
         if self.world > 1:
@@ -232,11 +295,16 @@ class TorchBackend:
         torch, model = self.torch, self.model
         i = torch.from_numpy(self._my_columns(np.asarray(idx))).to(self.train_x.device)  # host in loader mode
         model.zero_grad(set_to_none=True)
+        saved = self.buffers()  # a training-mode forward moves BN's running statistics: put them back
+        model.train()
         logits = self.net(self.train_x.index_select(0, i).to(self.device))
         loss = self.loss_fn(logits, self.train_y.index_select(0, i).to(self.device))
         loss.backward()  # under DDP: the gradients are the ranks' average, i.e. the global batch's
-        grads = {p.name: t.grad.cpu().numpy() for p, t in zip(models.params(self.spec.model), model.parameters())}
+        grads = {n: t.grad.cpu().numpy() for n, t in model.named_parameters()}
         model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, a in saved.items():
+                model.get_buffer(name).copy_(torch.from_numpy(a))
         loss, logits = loss.detach(), logits.detach()
         if self.world > 1:  # the global batch's mean loss and all its logits, in batch order
             dist = self.torch.distributed
@@ -248,14 +316,18 @@ class TorchBackend:
         return float(loss), logits.cpu().numpy(), grads
 
     def parameters(self):
-        return {p.name: t.detach().cpu().numpy().copy()
-                for p, t in zip(models.params(self.spec.model), self.model.parameters())}
+        return {n: t.detach().cpu().numpy().copy() for n, t in self.model.named_parameters()}
 
-    def set_state(self, params, m, v, t):
+    def buffers(self):
+        """BN's running statistics, canonical names and order ({} without BN)."""
+        return {p.name: self.model.get_buffer(p.name).detach().cpu().numpy().copy()
+                for p in models.buffers(self.spec.model)}
+
+    def set_state(self, params, m, v, t, buffers=None):
         # torch.optim.Adam keeps `step` as a float32 tensor but computes its bias corrections from
         # step.item(), a Python float: float64, as the spec's rule asks.
         torch, model = self.torch, self.model
-        load_reference(torch, model, params)
+        load_reference(torch, model, params, buffers)
         to_dev = lambda a: torch.from_numpy(np.array(a, np.float32)).to(self.device)  # noqa: E731
         for p, name in zip(model.parameters(), params):
             self.optimizer.state[p] = {"step": torch.tensor(float(t)), "exp_avg": to_dev(m[name]),

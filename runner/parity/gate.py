@@ -21,6 +21,18 @@ by 3e-6 gave the same 1.2e-3 as a real bug). So the gate asks three well-posed q
 3. The trajectory (CHECK 6): the loss of each of the K steps, run freely from the initial weights,
    within ENVELOPE_FACTOR (100) x the envelope of float32 replicas of the reference (started +-1 ulp apart),
    measured for this spec and these batches, so a chaotic stretch widens the limit honestly.
+
+The gradient limit is 1e-4 or GRAD_NOISE_FACTOR (10) x the float32 gradient noise measured at the
+checked steps (runner.parity.yardstick: ReLU inputs within float32 noise of zero flip), whichever
+is larger: 1e-4 for LeNet-5, MLP and the CNN (noise ~1e-7); ~1e-2 for ResNet-18, whose honest
+float32 gradients stray ~1e-3 (the limit is in the record with the value).
+
+Models with batch norm add CHECK 7, bn_stats_rel_diff: at each checked step the framework is also
+loaded with the reference's running statistics; after its step, the batch statistics its running
+statistics imply, (running_new - (1 - momentum) * running_old) / momentum, against the float64
+step's batch mean and unbiased variance: the relative norm difference over all BN layers, the
+larger of means and variances. It catches a biased running variance (1/(n-1): 8e-3 at batch 8 in
+layer4, where n = 8*4*4) and Keras'/flax's momentum convention (0.9 for 0.1).
 """
 
 from __future__ import annotations
@@ -59,7 +71,14 @@ LIMITS = {
 # between steps, a wrong batch or step count) lands at 1e-2 and above.
 ENVELOPE_FACTOR = 100
 TRAJECTORY_FLOOR = 1e-6           # ... but never below this (an envelope of ~0 on a tiny spec)
+# Gradient limit = max(LIMITS' 1e-4, GRAD_NOISE_FACTOR x the float32 replicas' widest gradient stray
+# at the checked steps): a framework's every sum is ordered differently, not just its weights 1 ulp
+# off, so it flips a few more ReLUs than a replica (the stray grows as the square root of the flips);
+# TF32 or bfloat16 flip hundreds to thousands of times more.
+GRAD_NOISE_FACTOR = 10
+BN_LIMIT = 1e-4                   # bn_stats_rel_diff (models with batch norm only)
 CHECK_NAMES = (*LIMITS, "trajectory_max_diff")
+BN_CHECK = "bn_stats_rel_diff"
 
 
 def _norm(a: dict) -> float:
@@ -87,19 +106,45 @@ def framework_run(backend, spec: Spec, y: dict) -> dict:
         losses.append(float(stats.loss_sum))
     at = []
     for k, a in zip(y["checked"], y["at"]):
-        backend.set_state(a["w"], a["m"], a["v"], int(k))
+        bn = {"buffers": a["r"]} if a.get("r") else {}  # only models with batch norm have buffers
+        backend.set_state(a["w"], a["m"], a["v"], int(k), **bn)
         loss, logits, grads = backend.probe_step(order[k])
         backend.train_epoch(order[k][None])
         backend.synchronize()
         after = backend.parameters()
         at.append({"loss": loss, "logits": np.asarray(logits), "g": grads,
                    "dw": {n: np.asarray(after[n], np.float64) - a["w"][n] for n in a["w"]}})
+        if bn:
+            at[-1]["bs"] = implied_batch_stats(spec.model, a["r"], backend.buffers())
     return {"losses": losses, "at": at}
+
+
+def implied_batch_stats(model: str, before: dict, after: dict) -> dict:
+    """The batch statistics a step's running-statistics update took (models.BatchNorm's rule
+    solved for batch_stat), in float64: {buffer name: batch mean or unbiased variance}."""
+    from runner.workload import models
+
+    out = {}
+    for name, bn in models.batchnorms(model).items():
+        for key in ("running_mean", "running_var"):
+            b = f"{name}.{key}"
+            old, new = np.asarray(before[b], np.float64), np.asarray(after[b], np.float64)
+            out[b] = (new - (1 - bn.momentum) * old) / bn.momentum
+    return out
+
+
+def _bn_stats_diff(got: dict, ref: dict) -> float:
+    """The larger of the relative norm differences of all BN layers' means and of their variances."""
+    diffs = []
+    for key in (".running_mean", ".running_var"):
+        names = [n for n in ref if n.endswith(key)]
+        diffs.append(_norm_diff({n: got[n] for n in names}, {n: np.asarray(ref[n], np.float64) for n in names}))
+    return max(diffs)
 
 
 def measure(fw: dict, y: dict) -> dict:
     """Every check's measured value (see the module docstring), None where not finite."""
-    loss, logits, grad, upd, ratios = [], [], [], [], []
+    loss, logits, grad, upd, ratios, bn = [], [], [], [], [], []
     # float32 rounds a loss and its gradient at the scale training runs at, not at their own size:
     # softmax's 1 - p comes from p ~ 1, so once the loss collapses (easy data: ~1e5-fold within 30
     # steps of the synthetic set) a plain relative check measures rounding, not correctness (measured:
@@ -121,6 +166,8 @@ def measure(fw: dict, y: dict) -> dict:
             big = np.abs(ref_dw) > 64 * ulp
             ratios.append((got[big] / ref_dw[big] - 1.0).ravel())
         upd.append(float(np.quantile(np.concatenate(errs), 0.99)))
+        if r.get("bs"):
+            bn.append(_bn_stats_diff(f["bs"], r["bs"]) if "bs" in f else float("nan"))
     ratios = np.concatenate(ratios) if ratios else np.zeros(0)
     ref_losses = np.asarray(y["losses"])
     n = min(len(fw["losses"]), len(ref_losses))
@@ -128,6 +175,8 @@ def measure(fw: dict, y: dict) -> dict:
     values = {"loss_rel_diff": max(loss), "logits_max_diff": max(logits), "grad_rel_diff": max(grad),
               "update_rel_diff": max(upd), "update_bias": float(np.median(ratios)) if len(ratios) else None,
               "trajectory_max_diff": float(traj.max()) if n else None}
+    if bn:
+        values[BN_CHECK] = max(bn)
     return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in values.items()}
 
 
@@ -138,8 +187,19 @@ def envelope(y: dict) -> float:
     return float((np.abs(rep - ref) / np.maximum(1.0, np.abs(ref))).max()) if rep.size else 0.0
 
 
+def gradient_noise(y: dict) -> float:
+    """The float32 replicas' widest relative gradient stray at the checked steps (yardstick)."""
+    return max([float(a.get("grad_noise", 0.0)) for a in y["at"]] + [0.0])
+
+
 def limits_for(y: dict) -> dict:
-    return {**LIMITS, "trajectory_max_diff": max(ENVELOPE_FACTOR * envelope(y), TRAJECTORY_FLOOR)}
+    """Every check's limit for this yardstick: the gradient's and the trajectory's measured, the
+    batch-statistics check only where the model has batch norm."""
+    out = {**LIMITS, "grad_rel_diff": max(LIMITS["grad_rel_diff"], GRAD_NOISE_FACTOR * gradient_noise(y)),
+           "trajectory_max_diff": max(ENVELOPE_FACTOR * envelope(y), TRAJECTORY_FLOOR)}
+    if any(a.get("bs") for a in y["at"]):
+        out[BN_CHECK] = BN_LIMIT
+    return out
 
 
 def _passes(name: str, value, limit: float) -> bool:
@@ -150,8 +210,10 @@ def _passes(name: str, value, limit: float) -> bool:
 
 def judge(values: dict, limits: dict, steps: int, checked=(), envelope_width=None, replicas=0,
           seconds: float | None = None) -> dict:
-    """The record's `parity` object: every check's value and limit, and pass/fail."""
-    checks = {k: {"value": values.get(k), "limit": float(limits[k])} for k in CHECK_NAMES}
+    """The record's `parity` object: every check's value and limit, and pass/fail (the BN check
+    where the limits have one)."""
+    names = (*CHECK_NAMES, *([BN_CHECK] if BN_CHECK in limits else []))
+    checks = {k: {"value": values.get(k), "limit": float(limits[k])} for k in names}
     failed = [k for k, c in checks.items() if not _passes(k, c["value"], c["limit"])]
     return {"status": "fail" if failed else "pass", "reference": "numpy-float64", "steps": steps,
             "checked_steps": [int(k) + 1 for k in checked], "checks": checks,

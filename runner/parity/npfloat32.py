@@ -23,7 +23,7 @@ import numpy as np
 
 from runner.backends.base import EpochStats
 from runner.parity import float64
-from runner.workload import models
+from runner.workload import models, reference
 from runner.workload.spec import Spec
 
 FAULTS = ("tf32", "bf16", "layout", "eps", "sum_loss", "c32")
@@ -54,12 +54,18 @@ class NumpyFloat32Backend:
     def setup(self, params, train_x, train_y, test_x, test_y) -> None:
         self.train_x, self.train_y, self.test_x, self.test_y = train_x, train_y, test_x, test_y
         zeros = {k: np.zeros(v.shape, np.float32) for k, v in params.items()}
-        self.set_state(params, zeros, zeros, 0)
+        self.set_state(params, zeros, zeros, 0, reference.initial_buffers(self.spec.model))
 
     # -- the state the gate loads and reads ---------------------------------------------------------
-    def set_state(self, params, m, v, t: int) -> None:
+    def set_state(self, params, m, v, t: int, buffers=None) -> None:
         f32 = lambda d: {k: np.array(a, np.float32) for k, a in d.items()}  # noqa: E731
         self.params, self.m, self.v, self.t = f32(params), f32(m), f32(v), int(t)
+        if buffers is not None:
+            self._buffers = f32(buffers)
+
+    def buffers(self):
+        """BN's running statistics ({} without BN)."""
+        return {k: a.copy() for k, a in self._buffers.items()}
 
     def adam_state(self):
         return dict(self.m), dict(self.v), self.t
@@ -68,14 +74,14 @@ class NumpyFloat32Backend:
         return {k: a.copy() for k, a in self.params.items()}
 
     # -- training -----------------------------------------------------------------------------------
-    def _fb(self, idx):
+    def _fb(self, idx, stats=None):
         x, p = self.train_x[idx].astype(np.float32), self.params
         bits = 10 if "tf32" in self.faults else 7 if "bf16" in self.faults else None
         if bits:
             x, p = round_mantissa(x, bits), {k: round_mantissa(a, bits) for k, a in p.items()}
         if "layout" in self.faults:
             p = {**p, "fc1.weight": _hwc_columns(self.spec.model, p["fc1.weight"])}
-        loss, logits, grads = float64.forward_backward(self.spec.model, p, x, self.train_y[idx])
+        loss, logits, grads = float64.forward_backward(self.spec.model, p, x, self.train_y[idx], stats)
         if "layout" in self.faults:
             grads["fc1.weight"] = _hwc_columns(self.spec.model, grads["fc1.weight"], inverse=True)
         if "sum_loss" in self.faults:
@@ -105,8 +111,10 @@ class NumpyFloat32Backend:
     def _train(self, order: np.ndarray) -> EpochStats:
         loss_sum, correct = 0.0, 0
         for idx in order:
-            loss, logits, grads = self._fb(idx)
+            stats = {}
+            loss, logits, grads = self._fb(idx, stats)
             self._adam(grads)
+            self._buffers = float64.update_buffers(self.spec.model, self._buffers, stats)
             loss_sum += loss
             correct += int((logits.argmax(1) == self.train_y[idx]).sum())
         return EpochStats(np.float32(loss_sum), correct, len(order))
@@ -122,7 +130,7 @@ class NumpyFloat32Backend:
         p, bs, correct = self.params, self.spec.eval_batch_size, 0
         for i in range(0, len(self.test_y), bs):
             x, y = self.test_x[i:i + bs], self.test_y[i:i + bs]
-            _, logits, _ = float64.forward_backward(self.spec.model, p, x, y)
+            logits = float64.predict(self.spec.model, p, x, self._buffers)  # eval mode: running statistics
             correct += int((logits.argmax(1) == y).sum())
         return correct
 

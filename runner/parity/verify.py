@@ -12,10 +12,12 @@ from __future__ import annotations
 def table(results: list[dict]) -> str:
     from tabulate import tabulate
 
-    from runner.parity.gate import CHECK_NAMES, ENVELOPE_FACTOR, LIMITS, describe
+    from runner.parity.gate import (BN_CHECK, BN_LIMIT, CHECK_NAMES, ENVELOPE_FACTOR, GRAD_NOISE_FACTOR, LIMITS,
+                                    describe)
 
     fmt = lambda v: "-" if v is None else f"{v:.1e}"  # noqa: E731
-    rows, envelopes = [], set()
+    names = (*CHECK_NAMES, *([BN_CHECK] if any(BN_CHECK in (r["parity"].get("checks") or {}) for r in results) else []))
+    rows, envelopes, grads = [], set(), set()
     for r in results:
         p, fw = r["parity"], r.get("framework")
         version = (fw if isinstance(fw, dict) else {}).get("version") or ""
@@ -24,10 +26,16 @@ def table(results: list[dict]) -> str:
         checks = p.get("checks") or {}
         if p.get("trajectory_envelope") is not None:
             envelopes.add((p["trajectory_envelope"], p["replicas"], checks["trajectory_max_diff"]["limit"]))
+        grad_limit = (checks.get("grad_rel_diff") or {}).get("limit")
+        if grad_limit is not None and grad_limit > LIMITS["grad_rel_diff"]:  # grown with measured float32 noise
+            grads.add(grad_limit)
         rows.append({"framework": f"{name} {version}".strip(), "device": device,
-                     **{k.replace("_", " "): fmt((checks.get(k) or {}).get("value")) for k in CHECK_NAMES},
+                     **{k.replace("_", " "): fmt((checks.get(k) or {}).get("value")) for k in names},
                      "result": describe(p)})
     limits = ", ".join(f"{'|' + k + '|' if k == 'update_bias' else k} <= {v:g}" for k, v in LIMITS.items())
+    limits += f", {BN_CHECK} <= {BN_LIMIT:g}" if BN_CHECK in names else ""
+    limits += "".join(f"; grad_rel_diff <= {g:.1e} here ({GRAD_NOISE_FACTOR} x the float32 gradient noise {g / GRAD_NOISE_FACTOR:.1e})"
+                      for g in sorted(grads))
     traj = "; ".join(f"trajectory_max_diff <= {lim:.1e} ({ENVELOPE_FACTOR} x the {n} float32 replicas' envelope {env:.1e})"
                      for env, n, lim in sorted(envelopes))
     logs = "".join(f"\nlog of {_name(r)}: {r['log']}" for r in results if r.get("log"))

@@ -11,7 +11,17 @@ Three things, all from runner.workload.reference's weights and epoch-0 batches:
     however chaotic the trajectory around it (runner.parity.gate);
   * the float32 envelope: REPLICAS float32 replicas of the reference (runner.parity.npfloat32), each
     started from the initial weights moved by +-1 float32 ulp, elementwise at random; how far their
-    losses stray from the float64 trajectory is what honest float32 arithmetic does on this spec.
+    losses stray from the float64 trajectory is what honest float32 arithmetic does on this spec;
+  * the float32 gradient noise at each checked step: REPLICAS float32 gradients from that step's
+    state moved +-1 ulp, against the float64 gradient. A ReLU whose input lies within float32 noise
+    of zero flips, and one flip moves the gradient by ~1/sqrt(positions feeding a weight) of its
+    norm: rare in LeNet-5 (measured ~1e-7), but ResNet-18 has ~20M ReLU inputs a batch of 64, a
+    dozen within float32 noise of zero, and honest float32 gradients stray ~1e-3 (float64 moved by
+    1e-9 of each weight: 8e-9, by 1e-7: 1.5e-3, from one flip in layer3). The gate's gradient limit
+    grows with it (runner.parity.gate);
+  * models with batch norm: the running statistics along the trajectory, rounded to float32 at each
+    checked step ("r"), and the batch statistics of the float64 step from there ("bs", the mean and
+    unbiased variance that the running-statistics rule takes), under the buffers' names.
 
 An entry is keyed by the spec, the data, K and a fingerprint of the code that computes it (the
 modules below, byte for byte): a change to the reference's math never meets an entry the old math
@@ -40,7 +50,7 @@ from runner.workload.spec import Spec
 REPLICAS = 8
 MAX_CHECKED = 10            # steps checked from the reference's state, at most ...
 CHECK_BUDGET = 2_500_000    # ... and at most this many parameter values over all of them (cache size)
-CACHE_LAYOUT = 2            # bump when the cached arrays change: old entries are then simply not read
+CACHE_LAYOUT = 3            # bump when the cached arrays change: old entries are then simply not read
 
 
 def checked_steps(spec: Spec, steps: int) -> list[int]:
@@ -76,23 +86,43 @@ def _compute(spec: Spec, train_x, train_y, steps: int, replicas: int) -> dict:
     order = reference.epoch_order(spec, 0)[:steps]
     init = reference.initial_params(spec)
     checked = checked_steps(spec, len(order))
-    p = _f64(init)
+    p, buffers = _f64(init), _f64(reference.initial_buffers(spec.model))
     opt, losses, at = float64.Adam(spec, p), [], []
     for k, idx in enumerate(order):
         x, y = train_x[idx], train_y[idx]
         if k in checked:
-            w32, m32, v32 = _f32(p), _f32(opt.m), _f32(opt.v)
-            loss, logits, grads = float64.forward_backward(spec.model, _f64(w32), x, y)
+            w32, m32, v32, r32 = _f32(p), _f32(opt.m), _f32(opt.v), _f32(buffers)
+            stats = {}
+            loss, logits, grads = float64.forward_backward(spec.model, _f64(w32), x, y, stats)
             one = float64.Adam(spec, w32)
             one.m, one.v, one.t = _f64(m32), _f64(v32), k
             after = one.step(_f64(w32), grads)
             at.append({"w": w32, "m": m32, "v": v32, "loss": loss, "logits": logits, "g": _f32(grads),
-                       "dw": _f32({n: after[n] - w32[n] for n in w32})})
-        loss, _, grads = float64.forward_backward(spec.model, p, x, y)
+                       "dw": _f32({n: after[n] - w32[n] for n in w32}), "r": r32,
+                       "bs": {f"{n}.{key}": s for n, pair in stats.items()
+                              for key, s in zip(("running_mean", "running_var"), pair)},
+                       "grad_noise": gradient_noise(spec, w32, x, y, grads, k, replicas)})
+        stats = {}
+        loss, _, grads = float64.forward_backward(spec.model, p, x, y, stats)
         p = opt.step(p, grads)
+        buffers = float64.update_buffers(spec.model, buffers, stats)
         losses.append(loss)
     return {"losses": np.array(losses), "checked": np.array(checked), "at": at,
             "replica_losses": replica_losses(spec, init, train_x, train_y, order, replicas)}
+
+
+def gradient_noise(spec: Spec, w32: dict, x, y, g64: dict, step: int, replicas: int) -> float:
+    """The widest relative distance (norm over all parameters) of `replicas` float32 gradients, each
+    from w32 moved +-1 ulp elementwise at random, from the float64 gradient g64 at w32."""
+    ref = np.sqrt(sum(float((g ** 2).sum()) for g in g64.values())) or 1.0
+    widest = 0.0
+    for r in range(replicas):
+        rng = np.random.default_rng([spec.seed, 0x4E4F4953, step, r])  # "NOIS": a stream of its own
+        moved = {k: np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(np.float32))
+                 for k, a in w32.items()}
+        g32 = float64.forward_backward(spec.model, moved, x.astype(np.float32), y)[2]
+        widest = max(widest, np.sqrt(sum(float(((g32[k] - g64[k]) ** 2).sum()) for k in g64)) / ref)
+    return widest
 
 
 def replica_losses(spec: Spec, init: dict, train_x, train_y, order, replicas: int) -> np.ndarray:
@@ -141,14 +171,19 @@ def _pack(y: dict) -> bytes:
     arrays = {"losses": y["losses"], "checked": y["checked"], "replica_losses": y["replica_losses"]}
     for i, a in enumerate(y["at"]):
         arrays[f"{i}/loss"], arrays[f"{i}/logits"] = np.array(a["loss"]), a["logits"]
-        for part in ("w", "m", "v", "g", "dw"):
+        arrays[f"{i}/grad_noise"] = np.array(a["grad_noise"])
+        for part in PARTS + BUFFER_PARTS:
             arrays.update({f"{i}/{part}/{n}": v for n, v in a[part].items()})
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
 
 
-def _unpack(z, names: list[str], steps: int) -> dict:
+PARTS = ("w", "m", "v", "g", "dw")   # per checked step, one array per parameter
+BUFFER_PARTS = ("r", "bs")           # ... and one per buffer (models with batch norm)
+
+
+def _unpack(z, names: list[str], steps: int, buffer_names: list[str] = ()) -> dict:
     """Everything read eagerly, so a truncated member fails here and not later; KeyError or
     ValueError if the entry is incomplete or shaped for another spec."""
     losses, checked = np.asarray(z["losses"], np.float64), np.asarray(z["checked"])
@@ -156,9 +191,12 @@ def _unpack(z, names: list[str], steps: int) -> dict:
         raise ValueError(f"{len(losses)} losses, expected {steps}")
     at = []
     for i in range(len(checked)):
-        a = {"loss": float(z[f"{i}/loss"]), "logits": np.asarray(z[f"{i}/logits"])}
-        for part in ("w", "m", "v", "g", "dw"):
+        a = {"loss": float(z[f"{i}/loss"]), "logits": np.asarray(z[f"{i}/logits"]),
+             "grad_noise": float(z[f"{i}/grad_noise"])}
+        for part in PARTS:
             a[part] = {n: np.asarray(z[f"{i}/{part}/{n}"]) for n in names}
+        for part in BUFFER_PARTS:
+            a[part] = {n: np.asarray(z[f"{i}/{part}/{n}"]) for n in buffer_names}
         at.append(a)
     return {"losses": losses, "checked": checked, "at": at, "replica_losses": np.asarray(z["replica_losses"])}
 
@@ -174,10 +212,11 @@ def load_or_compute(spec: Spec, train_x, train_y, data_sha: str, steps: int) -> 
     steps = min(steps, spec.steps_per_epoch)
     path = cache_path(spec, data_sha, steps)
     names = list(reference.initial_params(spec))
+    buffer_names = list(reference.initial_buffers(spec.model))
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
-                return _unpack(z, names, steps)
+                return _unpack(z, names, steps, buffer_names)
         except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
             _warn(f"the cached reference {path} is unreadable ({type(e).__name__}: {e}); deleting it and"
                   f" computing it again")

@@ -5,8 +5,9 @@
 
 Canonical: conv OIHW, dense out x in, features flattened in C,H,W order. Channels-last: conv HWIO,
 dense in x out, features flattened in H,W,C order, so the first dense layer after a conv stack
-needs its input rows permuted as well as transposed. Both directions are here, side by side, so a
-round trip is the identity by construction (a test checks it).
+needs its input rows permuted as well as transposed (not after a global average pool: no Flatten).
+1-D tensors (biases, batch norm's gamma, beta and running statistics) are the same in both. Both
+directions are here, side by side, so a round trip is the identity by construction (a test checks it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def _flatten_shape(model: str) -> tuple[int, int, int] | None:
 
 def _first_dense(model: str) -> str:
     """Name of the first dense layer's weight: the one that reads the flattened features."""
-    return next(p.name for p in models.params(model) if p.name.startswith("fc") and len(p.shape) == 2)
+    dense = next(n.name for n in models.nodes(model) if isinstance(n.layer, models.Dense))
+    return f"{dense}.weight"
 
 
 def to_channels_last(model: str, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -65,20 +67,29 @@ def from_channels_last(model: str, params: dict[str, np.ndarray]) -> dict[str, n
     return out
 
 
+def leaf(kind: str, ndim: int) -> str:
+    """The tree's name for a canonical tensor kind: flax's and Keras' kernel for a conv/dense
+    weight, flax's scale for batch norm's (1-D) weight; bias and running_mean/var as they are."""
+    if kind == "weight":
+        return "kernel" if ndim > 1 else "scale"
+    return kind
+
+
 def to_tree(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """{'conv1.weight': w, 'conv1.bias': b, ...} -> {'conv1': {'kernel': w, 'bias': b}, ...}: the
-    nesting flax and Keras use, with the canonical layer names kept as module names."""
+    """{'conv1.weight': w, 'conv1.bias': b, 'layer1.0.bn1.weight': g, ...} -> {'conv1': {'kernel': w,
+    'bias': b}, 'layer1.0.bn1': {'scale': g}, ...}: the nesting flax and Keras use, split at the last
+    dot, the canonical layer names kept as module names. Buffers (running_mean/var) nest the same way."""
     tree: dict[str, dict] = {}
     for name, a in flat.items():
-        layer, kind = name.split(".")
-        tree.setdefault(layer, {})["kernel" if kind == "weight" else "bias"] = a
+        layer, kind = name.rsplit(".", 1)
+        tree.setdefault(layer, {})[leaf(kind, np.ndim(a))] = a
     return tree
 
 
-def from_tree(model: str, tree) -> dict[str, np.ndarray]:
-    """The inverse of to_tree, in canonical parameter order."""
+def from_tree(model: str, tree, buffers: bool = False) -> dict[str, np.ndarray]:
+    """The inverse of to_tree, in canonical parameter order (buffers=True: buffer order)."""
     out = {}
-    for p in models.params(model):
-        layer, kind = p.name.split(".")
-        out[p.name] = np.asarray(tree[layer]["kernel" if kind == "weight" else "bias"])
+    for p in (models.buffers if buffers else models.params)(model):
+        layer, kind = p.name.rsplit(".", 1)
+        out[p.name] = np.asarray(tree[layer][leaf(kind, len(p.shape))])
     return out

@@ -14,6 +14,13 @@ Rules every backend follows beyond the fields (a new backend, Julia or multi-GPU
     exact integer step, 1-based) and rounded to float32 once (adam_bias_corrections). Computed in
     float32, c2 comes out ~1.3e-5 too small for beta2 = 0.999, so every update is ~7e-6 too short,
     always in the same direction: enough to flip a ReLU and part trajectories (issue 19).
+  * Batch norm (resnet18) is part of the model's math, its constants in the model definition
+    (runner/workload/models.py: eps 1e-5, momentum 0.1; the model name pins them, no spec field):
+    training steps normalize with the batch mean and biased variance and update
+    running = (1 - momentum) * running + momentum * batch_stat with the UNBIASED batch variance
+    (PyTorch's rule; Keras' and flax's own layers differ: the TF and JAX backends write it out);
+    evaluation normalizes with the running statistics. Strided convolutions pad symmetrically
+    (never 'same'). Under data parallelism the statistics are the global batch's.
   * The parity gate (runner.parity.gate) checks all of this against a float64 reference.
 """
 
@@ -119,7 +126,7 @@ def field_types() -> dict[str, tuple[type, bool]]:
 # (`--batch-size`, `--beta2`, ...) and reads `--set FIELD=VALUE` through parse_field: a new field
 # needs a line here and nothing in the CLI. A test checks every field has one.
 FIELD_HELP: dict[str, str] = {
-    "model": "the network (see runner/workload/models.py)",
+    "model": f"the network: {', '.join(MODELS)} (runner/workload/models.py)",
     "dataset": "the data (mnist, fashion, or synthetic: tiny, generated, no download)",
     "epochs": "passes over the training set",
     "batch_size": "samples per step (the last incomplete batch is dropped)",
