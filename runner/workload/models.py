@@ -1,6 +1,7 @@
 """Model architectures as plain layer lists: the one description every backend builds from.
 
-    python -m runner run --model lenet5      # or mlp, cnn
+    python -m runner run --model lenet5      # or mlp, cnn (mlp4, cnn4: the ensemble study's)
+    python -m runner ensemble --arch mlp4|cnn4
 
 A backend turns the list into its framework's layers; the reference initializer reads the same
 list for parameter shapes, so a model exists in exactly one place.
@@ -52,6 +53,16 @@ MODELS: dict[str, tuple] = {
     # No dropout: dropout draws framework-specific random masks and would break parity.
     "cnn": (
         Conv(32, 3), ReLU(), Conv(64, 3), ReLU(), MaxPool(2),
+        Flatten(), Dense(128), ReLU(), Dense(10),
+    ),
+    # The ensemble study's architectures (python -m runner ensemble --arch), four weight layers each.
+    # mlp4: 784-512-512-512-10, 932,362 parameters.
+    "mlp4": (Flatten(), Dense(512), ReLU(), Dense(512), ReLU(), Dense(512), ReLU(), Dense(10)),
+    # cnn4: conv 1->16 3x3 pad 1, ReLU, max-pool 2; conv 16->32 3x3 pad 1, ReLU, max-pool 2;
+    # flatten (32*7*7 = 1568) -> fc 128, ReLU -> fc 10 logits. 206,922 parameters.
+    "cnn4": (
+        Conv(16, 3, pad=1), ReLU(), MaxPool(2),
+        Conv(32, 3, pad=1), ReLU(), MaxPool(2),
         Flatten(), Dense(128), ReLU(), Dense(10),
     ),
 }
