@@ -11,6 +11,8 @@
     python -m runner probe [--json] [--no-frameworks]
     python -m runner run --framework torch --launcher torchrun --nproc 2      # DistributedDataParallel ranks
     python -m runner slurm submit|status|wait|resubmit ... --out SHARED       # the matrix as a Slurm job array
+    python -m runner ensemble --framework torch,jax --models 1,2,4,8 --arch mlp4   # N models stepped together
+    python -m runner per-sample-grads --framework torch,jax,tensorflow --batch-sizes 16,64,256
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
 Each subcommand module has `add_parser(subparsers)` and `main(args) -> exit code`.
@@ -26,7 +28,7 @@ from runner.errors import UserError
 
 # name -> module under runner.cli; the order is the order of --help
 SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "report": "report",
-               "probe": "probe", "slurm": "slurm"}
+               "probe": "probe", "slurm": "slurm", "ensemble": "ensemble", "per-sample-grads": "per_sample_grads"}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 

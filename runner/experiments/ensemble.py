@@ -9,16 +9,16 @@ for and refuses what cannot run (one line, exit 2) before any child starts.
 from __future__ import annotations
 
 from runner.errors import UserError
-from runner.experiments import studies
-from runner.studies import ensemble as child
+from runner import studies as child
 
 JOB = "ensemble"
 ARCHS = child.ARCHS                    # defined in runner.workload.models
-FRAMEWORKS = tuple(child.FRAMEWORKS)
+FRAMEWORKS = tuple(child.FRAMEWORKS[JOB])
 
 
 def plan(arch: str, models: list[int], batch: int, iterations: int, warmup: int, dataset: str, seed: int):
     """(spec, settings) for the children; UserError for anything that cannot run."""
+    from runner.experiments import studies
     from runner.workload.spec import make_spec
 
     if arch not in ARCHS:

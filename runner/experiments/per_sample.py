@@ -8,11 +8,10 @@ to ask for and refuses what cannot run (one line, exit 2) before any child start
 
 from __future__ import annotations
 
-from runner.experiments import studies
-from runner.studies import per_sample_grads as child
+from runner import studies as child
 
 JOB = "per_sample_grads"
-FRAMEWORKS = tuple(child.FRAMEWORKS)
+FRAMEWORKS = tuple(child.FRAMEWORKS[JOB])
 MODEL = "lenet5"
 
 
@@ -20,6 +19,7 @@ def plan(batch_sizes: list[int], iterations: int, warmup: int, dataset: str, see
     """(spec, settings) for the children: the spec's batch is the largest size (each size takes the
     first B examples of that batch); UserError for anything that cannot run (make_spec refuses a
     batch larger than the dataset)."""
+    from runner.experiments import studies
     from runner.workload.spec import make_spec
 
     studies.at_least("--iterations", iterations, 1)

@@ -28,11 +28,9 @@ import dataclasses
 
 import numpy as np
 
-from runner.studies import checks, job, timing
+from runner.studies import ARCHS, FRAMEWORKS, checks, job, timing  # noqa: F401 - ARCHS: the study's, re-exported
 
-ARCHS = ("mlp4", "cnn4")
 OPS = ("fprop", "bprop")
-FRAMEWORKS = {"torch": "runner.studies.torch_ops", "jax": "runner.studies.jax_ops"}
 DEFINITIONS = {
     "fprop": "every model's forward and mean cross-entropy on its own batch, no gradient",
     "bprop": "every model's gradient of that loss: the forward again plus the backward, no optimizer update",
@@ -53,8 +51,10 @@ def compare(n: int, logits: np.ndarray, grads: list[dict], alone: list[tuple]) -
     run alone (alone[i] = (logits, gradients)); the worst model's distance."""
     logit_diff = max(checks.scaled_max_diff(logits[i], alone[i][0]) for i in range(n))
     grad_diff = max(checks.grad_rel_diff(grads[i], alone[i][1]) for i in range(n))
-    return [checks.check(f"N={n}: logits vs each model alone", logit_diff, checks.LOGITS_LIMIT, size=n),
-            checks.check(f"N={n}: gradients vs each model alone", grad_diff, checks.GRAD_LIMIT, size=n)]
+    return [checks.check(f"N={n}: logits vs each model alone", logit_diff, checks.LOGITS_LIMIT, size=n,
+                         of="logits", against="alone"),
+            checks.check(f"N={n}: gradients vs each model alone", grad_diff, checks.GRAD_LIMIT, size=n,
+                         of="gradients", against="alone")]
 
 
 def versus_float64(arch: str, params: dict, x: np.ndarray, y: np.ndarray, alone: tuple) -> list[dict]:
@@ -63,16 +63,16 @@ def versus_float64(arch: str, params: dict, x: np.ndarray, y: np.ndarray, alone:
 
     _, logits, grads = float64.forward_backward(arch, {k: v.astype(np.float64) for k, v in params.items()}, x, y)
     return [checks.check("model 0 alone vs float64: logits", checks.scaled_max_diff(alone[0], logits),
-                         checks.LOGITS_LIMIT),
+                         checks.LOGITS_LIMIT, of="logits", against="float64"),
             checks.check("model 0 alone vs float64: gradients", checks.grad_rel_diff(alone[1], grads),
-                         checks.GRAD_LIMIT)]
+                         checks.GRAD_LIMIT, of="gradients", against="float64")]
 
 
 def measure(req, backend, data, study: dict, say) -> None:
     """Fill `study` (operations, checks) for every N in the settings, smallest first."""
     settings = study["settings"]
     arch, sizes, spec = req.spec.model, sorted(settings["models"]), req.spec
-    ops = job.framework_ops(FRAMEWORKS, req.framework, req.job)
+    ops = job.framework_ops(FRAMEWORKS[req.job], req.framework, req.job)
     settings.update(definitions=DEFINITIONS, params_per_model=_n_params(arch))
     x, y = job.batches(req, data, max(sizes))
     params = [initial_params(spec, i) for i in range(max(sizes))]

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.studies import checks, job, timing
+from runner.studies import FRAMEWORKS, checks, job, timing
 
 OPS = ("vmap", "loop")
-FRAMEWORKS = {"torch": "runner.studies.torch_ops", "jax": "runner.studies.jax_ops",
-              "tensorflow": "runner.studies.tf_ops"}
 
 
 def float64_per_example(model: str, params: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -46,9 +44,9 @@ def compare(b: int, vectorized: dict, looped: dict, reference: dict) -> list[dic
     float64 reference's (their first b examples)."""
     ref = {k: v[:b] for k, v in reference.items()}
     return [checks.check(f"B={b}: vmap vs loop", checks.per_example_rel_diff(vectorized, looped),
-                         checks.GRAD_LIMIT, size=b),
+                         checks.GRAD_LIMIT, size=b, of="gradients", against="loop"),
             checks.check(f"B={b}: vmap vs float64", checks.per_example_rel_diff(vectorized, ref),
-                         checks.GRAD_LIMIT, size=b)]
+                         checks.GRAD_LIMIT, size=b, of="gradients", against="float64")]
 
 
 def measure(req, backend, data, study: dict, say) -> None:
@@ -57,7 +55,7 @@ def measure(req, backend, data, study: dict, say) -> None:
 
     settings, spec = study["settings"], req.spec
     sizes = sorted(settings["batch_sizes"])
-    ops = job.framework_ops(FRAMEWORKS, req.framework, req.job)
+    ops = job.framework_ops(FRAMEWORKS[req.job], req.framework, req.job)
     x, y = job.batches(req, data, 1)
     x, y = x[0], y[0]  # epoch 0's first batch, of the largest size
     params = reference.initial_params(spec)
@@ -75,8 +73,9 @@ def measure(req, backend, data, study: dict, say) -> None:
         study["operations"] += rows.values()
         found = compare(b, grads.numpy(outs["vmap"]), grads.numpy(outs["loop"]), ref)
         study["checks"] += found
-        say(f"B={b}: vmap {1e3 * rows['vmap']['mean_s']:.2f} ms, loop {1e3 * rows['loop']['mean_s']:.2f} ms"
-            f" ({speedup:.1f}x); checks {'pass' if all(c['passed'] for c in found) else 'FAIL'}")
+        faster = f" ({speedup:.1f}x)" if speedup else ""
+        say(f"B={b}: vmap {1e3 * rows['vmap']['mean_s']:.2f} ms, loop {1e3 * rows['loop']['mean_s']:.2f} ms{faster};"
+            f" checks {'pass' if all(c['passed'] for c in found) else 'FAIL'}")
 
 
 def run_job(req, started: float) -> int:
