@@ -168,14 +168,15 @@ def _op(op, n, mean):
 
 
 def test_ensemble_rows_and_table_from_records():
-    good = study_record([_op("fprop", 1, 0.002), _op("bprop", 1, 0.006), _op("fprop", 2, 0.003)],
-                        ensemble.compare(1, np.zeros((1, 8, 10)), [{"w": np.ones(3)}], [(np.zeros((8, 10)), {"w": np.ones(3)})])
-                        + [checks.check("N=2: gradients vs each model alone", 0.3, 1e-4, size=2, of="gradients",
-                                        against="alone"),
-                           checks.check("model 0 alone vs float64: logits", 3e-8, 1e-5, of="logits", against="float64")])
+    alone = [(np.zeros((8, 10)), {"w": np.ones(3)})]
+    found = ensemble.compare(1, np.zeros((1, 8, 10)), [{"w": np.ones(3)}], alone) + [
+        checks.check("N=2: gradients vs each model alone", 0.3, 1e-4, size=2, of="gradients", against="alone"),
+        checks.check("model 0 alone vs float64: logits", 3e-8, 1e-5, of="logits", against="float64")]
+    good = study_record([_op("fprop", 1, 0.002), _op("bprop", 1, 0.006), _op("fprop", 2, 0.003)], found)
     rows = tables.ensemble_rows([good, make_record()])  # the train record is not a study row
     assert [(r["models"], r["op"]) for r in rows] == [(1, "fprop"), (1, "bprop"), (2, "fprop")]
-    assert rows[2]["per_model_s"] == pytest.approx(0.0015) and rows[2]["samples_per_s_total"] == pytest.approx(16 / 0.003)
+    assert rows[2]["per_model_s"] == pytest.approx(0.0015)
+    assert rows[2]["samples_per_s_total"] == pytest.approx(16 / 0.003)
     assert [r["check"] for r in rows] == ["pass", "pass", "FAIL"] and rows[2]["gradients_vs_alone"] == 0.3
     text = tables.render([good], "ensemble")
     assert "| FAIL (- / 3.0e-01)" in text and "model 0 alone vs float64: logits 3.0e-08 (limit 1e-05) pass" in text
@@ -184,7 +185,8 @@ def test_ensemble_rows_and_table_from_records():
     gone = study_record([], [], framework="jax", status="unavailable")
     gone["error"] = "cannot import jax"
     assert tables.ensemble_rows([gone]) == []
-    assert "jax 2.13.0+cpu on cpu" in tables.render([gone], "ensemble") and "unavailable: cannot import jax" in tables.render([gone], "ensemble")
+    text = tables.render([gone], "ensemble")
+    assert "jax 2.13.0+cpu on cpu" in text and "unavailable: cannot import jax" in text
 
 
 def test_a_study_record_never_joins_a_training_row_even_with_the_same_spec():
@@ -205,7 +207,8 @@ def test_a_study_record_never_joins_a_training_row_even_with_the_same_spec():
     (["--batch", "0"], "--batch must be >= 1, got 0"),
     (["--iterations", "0"], "--iterations must be >= 1, got 0"),
     (["--framework", "tensorflow"], "ensemble runs on torch, jax, not tensorflow"),
-    (["--models", "600", "--dataset", "synthetic"], "--models 600 x --batch 64 needs 38400 samples; synthetic has 4096"),
+    (["--models", "600", "--dataset", "synthetic"],
+     "--models 600 x --batch 64 needs 38400 samples; synthetic has 4096"),
     (["--launcher-setting", "image=x"], "--launcher-setting 'image=x': expected KEY=VALUE"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -213,3 +216,66 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("dlbench: error: ") and message in line, line
+
+
+# ---- statuses: a device that is not there, an interruption ----
+
+@needs_torch
+@pytest.mark.slow
+def test_an_unavailable_device_leaves_an_unavailable_record_and_a_note(tmp_path, synthetic_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = run_cli("ensemble", "--framework", "torch", "--device", "cuda", "--models", "1", "--batch", 8,
+                   "--dataset", "synthetic", "--data-dir", synthetic_dir, "--out", tmp_path)
+    assert done.returncode == 1
+    (rec,) = [records.read(p) for p in tmp_path.glob("*.json")]
+    assert (rec["kind"], rec["status"]) == ("ensemble", "unavailable") and "device cuda requested" in rec["error"]
+    assert rec["study"]["operations"] == [] and rec["study"]["settings"]["models"] == [1]
+    assert "- torch on cuda" in done.stdout and "unavailable: device cuda requested" in done.stdout
+
+
+@needs_torch
+@pytest.mark.slow
+def test_an_interrupted_study_records_the_operations_it_finished(tmp_path, synthetic_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "ensemble", "--framework", "torch", "--models", "1,8",
+                             "--arch", "cnn4", "--iterations", "20", "--warmup", "1", "--dataset", "synthetic",
+                             "--data-dir", str(synthetic_dir), "--out", str(tmp_path)],
+                            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline, seen = time.monotonic() + 300, []
+        for line in proc.stderr:
+            seen.append(line)
+            if "cnn4 N=1:" in line:
+                break
+            assert time.monotonic() < deadline, "".join(seen)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, while N=8 is being timed
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130
+    (rec,) = [records.read(p) for p in tmp_path.glob("*.json")]
+    assert rec["status"] == "interrupted"
+    assert rec["error"] == "interrupted by SIGINT after 2 timed operation(s)"
+    assert [(o["op"], o["size"]) for o in rec["study"]["operations"]] == [("fprop", 1), ("bprop", 1)]
+    assert all(c["passed"] for c in rec["study"]["checks"])  # N=1's and float64's, measured before the signal
+
+
+def test_every_request_job_has_a_child_entry_point():
+    from runner.launch import child
+    from runner.request import JOBS
+
+    assert set(child.JOBS) == set(JOBS)
+    assert child.JOBS["ensemble"] == "runner.studies.ensemble:run_job"
+    assert child.JOBS["per_sample_grads"] == "runner.studies.per_sample_grads:run_job"

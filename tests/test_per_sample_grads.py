@@ -40,7 +40,8 @@ def test_each_framework_times_vmap_and_the_loop_per_batch_size_and_passes_its_ch
     for row in ops.values():
         assert row["n"] == 3 and 0 < row["min_s"] <= row["mean_s"] <= row["max_s"]
     assert ops[("vmap", 8)]["speedup_vs_loop"] == pytest.approx(ops[("loop", 8)]["mean_s"] / ops[("vmap", 8)]["mean_s"])
-    assert [(c["size"], c["against"]) for c in study["checks"]] == [(4, "loop"), (4, "float64"), (8, "loop"), (8, "float64")]
+    assert [(c["size"], c["against"]) for c in study["checks"]] == [
+        (4, "loop"), (4, "float64"), (8, "loop"), (8, "float64")]
     for c in study["checks"]:
         assert c["passed"] is True and c["value"] < 1e-6, c  # float32 per-example gradients: ~2e-7 measured
 

@@ -3,9 +3,10 @@
     python -m runner ensemble --framework torch,jax --models 1,2,4,8 --arch mlp4|cnn4
     python -m runner per-sample-grads --framework torch,jax,tensorflow --batch-sizes 16,64,256
 
-N models stepped together (`ensemble`) and per-example gradients (`per_sample_grads`). Each runs in a child process as its own
-job (runner.launch.child) and leaves a record of kind "ensemble" / "per_sample_grads" (schema v5's
-`study` block). The parent side (the grid of sizes, the launcher, the table) is runner.experiments.
+N models stepped together (`ensemble`) and per-example gradients (`per_sample_grads`). Each runs in
+a child process as its own job (runner.launch.child) and leaves a record of kind "ensemble" /
+"per_sample_grads" (schema v5's `study` block). The parent side (the grid of sizes, the launcher) is
+runner.experiments; the tables are runner.report.studies.
 """
 
 # What the command line needs before any study runs (`--help` imports only this): the architectures
