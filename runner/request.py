@@ -2,6 +2,7 @@
 
     python -m runner run ...       # the parent builds one RunRequest per framework and repeat
     python -m runner verify ...    # one per framework, job "parity"
+    python -m runner ensemble ... | per-sample-grads ...   # one per framework, job "ensemble" | "per_sample_grads"
     python -m runner.launch.child REQUEST.json   # what every launcher starts: the same file for a
                                                  # subprocess, a container, a torchrun rank or a Slurm task
 
@@ -25,7 +26,9 @@ from runner.errors import UserError
 from runner.workload.spec import Spec
 
 REQUEST_VERSION = 2  # 2: experiment and study (schema v5)
-JOBS = ("train", "parity")  # train: one timed run -> a record; parity: the gate alone -> a result file
+# train: one timed run -> a record; parity: the gate alone -> a result file; ensemble, per_sample_grads:
+# a timed operation study (runner.studies) -> a record of that kind, its settings in `study`
+JOBS = ("train", "parity", "ensemble", "per_sample_grads")
 
 
 class RequestError(UserError):

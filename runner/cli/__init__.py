@@ -16,6 +16,8 @@
     python -m runner sweep-table results/sweep [--format markdown|csv|json]
     python -m runner tune --framework torch,jax --trials 20 [--timeout S] [--study NAME] [--pruner median]
     python -m runner tune-table results/tune [--top 5]
+    python -m runner ensemble --framework torch,jax --models 1,2,4,8 --arch mlp4   # N models stepped together
+    python -m runner per-sample-grads --framework torch,jax,tensorflow --batch-sizes 16,64,256
 
 Only argparse and the spec load here: `--help` stays instant, frameworks load in child processes.
 Each subcommand module has `add_parser(subparsers)` and `main(args) -> exit code`.
@@ -32,7 +34,7 @@ from runner.errors import UserError
 # name -> module under runner.cli; the order is the order of --help
 SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "report": "report",
                "probe": "probe", "slurm": "slurm", "image": "image", "sweep": "sweep", "sweep-table": "sweep_table",
-               "tune": "tune", "tune-table": "tune_table"}
+               "tune": "tune", "tune-table": "tune_table", "ensemble": "ensemble", "per-sample-grads": "per_sample_grads"}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 

@@ -2,6 +2,9 @@
 
     python -m runner compare results/ other-machine/records/ --format markdown|csv|json
     python -m runner compare results/ --baseline framework=torch,device=cpu
+
+Study records (ensemble, per-sample gradients) are not training rows: in markdown their tables follow
+the training tables; for CSV / JSON a line on stderr names the command that prints them.
 """
 
 from __future__ import annotations
@@ -27,8 +30,19 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from runner.report import compare
 
+    from runner.report import studies
+
     records, _ = load(args)
-    print(compare.render(compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
+    train, others = compare.training(records), [r for r in records if r.get("kind", "train") != "train"]
+    if train or not others:
+        print(compare.render(compare.rows(train, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
+    if others and args.format == "markdown":
+        print(("\n" if train else "") + studies.render_all(others))
+    elif others:
+        kinds = sorted({r["kind"] for r in others})
+        commands = " / ".join(f"python -m runner {k.replace('_', '-')} --table PATH --format {args.format}" for k in kinds)
+        print(f"dlbench: {len(others)} study record(s) ({', '.join(kinds)}) are not training runs and not in this"
+              f" table; theirs: {commands}", file=sys.stderr)
     return 0
 
 

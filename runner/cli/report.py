@@ -75,6 +75,7 @@ def _load(args):
         priced.update(prices.resolve(args.price, args.prices))
 
     records, skipped = compare_cli.load(args, check)
+    records = compare.training(records)  # study records have their own tables (runner.report.studies)
     rows = compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv)
     return records, skipped, rows, priced
 

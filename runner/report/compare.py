@@ -15,6 +15,11 @@ spec's table gets the ratio of every row's steady s/epoch to the baseline row's 
 bootstrap CI that resamples both rows' runs. Records with different spec hashes never share a row:
 each spec gets a table of its own.
 
+Only training records (kind "train") make rows. The studies' records (kind ensemble /
+per_sample_grads: runner.studies) time operations, not epochs, and have no training numbers:
+`training()` sets them aside, and runner.report.studies makes their own tables (`compare` prints
+them after the training tables in markdown; for CSV / JSON it names the command that does).
+
 Bad input never stops the table: a file that is not a good record (runner.records.read says why)
 and a second copy of a run already read (same run_id) are skipped, each with one warning line that
 names it. Text from records is escaped for the format it lands in: markdown cells get HTML entities
@@ -334,10 +339,16 @@ def _apply_baseline(table: list[dict], samples: list[list[float]], text: str) ->
                         + "; ".join(dict.fromkeys(_row_label(r) for r in table)))
 
 
+def training(records: list[dict]) -> list[dict]:
+    """The training runs among `records` (a study record has no epochs: it is never a row here)."""
+    return [r for r in records if r.get("kind", "train") == "train"]
+
+
 def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOISY_CV) -> list[dict]:
-    """One row per group, fastest first within a spec; `baseline` is --baseline's KEY=VALUE text."""
+    """One row per group of training records (others are set aside), fastest first within a spec;
+    `baseline` is --baseline's KEY=VALUE text."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for rec in records:
+    for rec in training(records):
         groups[group_key(rec)].append(rec)
     _adopt_orphans(groups)
     table = [aggregate(g, noisy_cv) for g in groups.values()]

@@ -1,6 +1,7 @@
 """Model architectures as plain layer lists: the one description every backend builds from.
 
-    python -m runner run --model lenet5      # or mlp, cnn, resnet18
+    python -m runner run --model lenet5      # or mlp, cnn, resnet18 (mlp4, cnn4: the ensemble study's)
+    python -m runner ensemble --arch mlp4|cnn4
 
 A backend turns the list into its framework's layers; the reference initializer and the float64
 reference read the same list for parameter shapes, names and math, so a model exists in exactly one
@@ -128,6 +129,16 @@ MODELS: dict[str, tuple] = {
         Flatten(), Dense(128), ReLU(), Dense(10),
     ),
     "resnet18": _resnet18(),  # the module docstring says it in words
+    # The ensemble study's architectures (python -m runner ensemble --arch), four weight layers each.
+    # mlp4: 784-512-512-512-10, 932,362 parameters.
+    "mlp4": (Flatten(), Dense(512), ReLU(), Dense(512), ReLU(), Dense(512), ReLU(), Dense(10)),
+    # cnn4: conv 1->16 3x3 pad 1, ReLU, max-pool 2; conv 16->32 3x3 pad 1, ReLU, max-pool 2;
+    # flatten (32*7*7 = 1568) -> fc 128, ReLU -> fc 10 logits. 206,922 parameters.
+    "cnn4": (
+        Conv(16, 3, pad=1), ReLU(), MaxPool(2),
+        Conv(32, 3, pad=1), ReLU(), MaxPool(2),
+        Flatten(), Dense(128), ReLU(), Dense(10),
+    ),
 }
 
 INPUT_SHAPE = (1, 28, 28)  # C, H, W of every dataset in the catalog

@@ -1,0 +1,42 @@
+"""`ensemble`: N independent models of one architecture stepped together, per framework; one record each.
+
+    python -m runner ensemble --framework torch,jax --models 1,2,4,8 --arch mlp4|cnn4 [--batch 64]
+                              [--iterations 50] [--warmup 5] [--device cuda] [--launcher container] [--out DIR]
+    python -m runner ensemble --table results/          # the table of ensemble records already written
+
+What is timed and checked: runner.studies.ensemble (and README.md, "N models in parallel").
+"""
+
+from __future__ import annotations
+
+from runner.cli import studies
+
+
+def add_parser(sub) -> None:
+    from runner.experiments import ensemble
+
+    p = sub.add_parser("ensemble", help="N models of one architecture stepped together (torch.func, jax.vmap)",
+                       description="Time the forward (fprop) and the gradient (bprop: forward + backward) of N"
+                                   " independent models stepped together, for every N; check each model against"
+                                   " itself run alone and model 0 against the float64 reference; one record per"
+                                   " framework, then the table.")
+    p.add_argument("--models", default="1,2,4,8", metavar="N,N,...", help="numbers of models (default 1,2,4,8)")
+    p.add_argument("--arch", choices=ensemble.ARCHS, default="mlp4",
+                   help="mlp4: 784-512-512-512-10 MLP; cnn4: conv16-pool-conv32-pool-fc128-fc10 (default mlp4)")
+    p.add_argument("--batch", type=int, default=64, help="samples per model per call (default 64)")
+    p.add_argument("--iterations", type=int, default=50, help="timed calls per N and operation (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed calls before them (default 5)")
+    studies.add_arguments(p, ensemble.FRAMEWORKS)
+
+
+def main(args) -> int:
+    from runner.experiments import ensemble
+    from runner.experiments import studies as parent
+
+    if args.table:
+        return studies.print_table(args.table, ensemble.JOB, args.format)
+    models = parent.parse_sizes("--models", args.models)
+    spec, settings = ensemble.plan(args.arch, models, args.batch, args.iterations, args.warmup, args.dataset,
+                                   args.seed)
+    frameworks = parent.frameworks_for(args.framework, ensemble.FRAMEWORKS, "ensemble")
+    return studies.run(args, ensemble.JOB, spec, settings, frameworks)

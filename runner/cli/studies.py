@@ -1,0 +1,83 @@
+"""The arguments and the flow `ensemble` and `per-sample-grads` share (runner.cli.ensemble, .per_sample_grads).
+
+    python -m runner ensemble --framework torch,jax --device cuda --out results/studies
+    python -m runner per-sample-grads --table results/studies --format csv     # tables of records already written
+
+Where each framework runs (--device, --platform, --launcher with its settings), which data (--dataset,
+--data-dir, --seed), where the records go (--out) and how the table is printed (--format, --no-table),
+or, with --table PATH, no run at all: the table of the study records found under PATH.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from runner.errors import UserError
+
+
+def add_arguments(p, frameworks: tuple[str, ...]) -> None:
+    from runner.data.catalog import DATASETS
+    from runner.launch.launchers import LAUNCHERS
+    from runner.machine import platforms
+
+    p.add_argument("--framework", default=",".join(frameworks),
+                   help=f"comma-separated, from {', '.join(frameworks)}; or 'all' (the installed ones);"
+                        f" default {','.join(frameworks)}")
+    p.add_argument("--dataset", choices=list(DATASETS), default="mnist",
+                   help="the images the models read (default mnist; synthetic: generated, no download)")
+    p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+    p.add_argument("--seed", type=int, default=42, help="the reference weights' and batch order's seed (default 42)")
+    p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
+    p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
+    p.add_argument("--launcher", choices=[n for n in LAUNCHERS if n != "torchrun"], default="process",
+                   help="how each framework's process is started (default: process; container: in an image)")
+    p.add_argument("--launcher-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the launcher, recorded with the run (repeatable), as for `run`")
+    p.add_argument("--out", default="results", help="folder for the records (default: results)")
+    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown", help="the table's format")
+    p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
+    p.add_argument("--table", nargs="+", metavar="PATH",
+                   help="run nothing: print the table of the study's records under these files or folders")
+
+
+def print_table(paths, kind: str, fmt: str) -> int:
+    """--table: the study's records under `paths` -> its table (bad files skipped and named, as compare does)."""
+    from runner.report import compare, studies
+
+    try:
+        records, skipped = compare.load(paths)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    for path, why in skipped:
+        print(f"dlbench: skipped {path}: {why}", file=sys.stderr)
+    print(studies.render(records, kind, fmt))
+    return 0
+
+
+def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
+    """Every framework's child, then the table; the exit code (runner.experiments.studies.exit_code)."""
+    from runner.cli.run import _out_dir
+    from runner.experiments import studies
+    from runner.launch import launchers
+    from runner.machine import platforms
+    from runner.report import compare
+    from runner.report import studies as tables
+
+    platform = platforms.resolve(args.platform)
+    device = platforms.device_for(platform["name"], args.device)
+    launcher = launchers.from_args(args.launcher, args.launcher_setting)
+    studies.check_launcher(launcher)
+    out = _out_dir(args.out)
+    print(f"dlbench {job}: {', '.join(frameworks)}, {spec.model} on {spec.dataset}, device {device},"
+          f" platform {platform['name']} ({platform['source']})", file=sys.stderr)
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
+    outcomes, interrupted = studies.run(job, spec, frameworks, settings, device, platform, args.data_dir, out,
+                                        command, launcher)
+    for o in outcomes:
+        verdict = "" if o.checks_passed is None else f", checks {'pass' if o.checks_passed else 'FAIL'}"
+        print(f"{o.framework}: {o.status}{verdict} -> {o.path}", file=sys.stderr)
+    if not args.no_table:
+        records, _ = compare.load([o.path for o in outcomes])
+        print(tables.render(records, job, args.format))
+    return studies.exit_code(outcomes, interrupted)
