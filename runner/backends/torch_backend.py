@@ -22,6 +22,8 @@ torchrun on the CPU is refused.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from runner.workload import ranks
@@ -41,7 +43,9 @@ def build_model(torch, model: str, sync_bn: bool = False):
     return root
 
 
+@functools.cache
 def _net_class(torch):
+    """One class for every model built (torch.func.stack_module_state stacks only same-class modules)."""
     class Net(torch.nn.Module):
         def forward(self, x):
             return _run(self.steps, x)

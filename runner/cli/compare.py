@@ -59,12 +59,21 @@ def load(args, check=lambda: None) -> tuple[list[dict], list]:
     if args.baseline is not None:
         compare.parse_baseline(args.baseline)
     check()
+    records, skipped = read(args.paths)
+    if skipped:
+        print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
+    return records, skipped
+
+
+def read(paths) -> tuple[list[dict], list]:
+    """The records under `paths` for every table command: a missing path is a one-line error, every
+    skipped file is named on one line."""
+    from runner.report import compare
+
     try:
-        records, skipped = compare.load(args.paths)
+        records, skipped = compare.load(paths)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
     for path, reason in skipped:
         print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
-    if skipped:
-        print(f"dlbench: {len(records)} record(s) read, {len(skipped)} file(s) skipped", file=sys.stderr)
     return records, skipped

@@ -108,10 +108,10 @@ def run_settings(args):
         args.sample_interval = MIN_SAMPLE_INTERVAL
     if args.parity_steps < 0:
         raise UserError(f"--parity-steps must be >= 0, got {args.parity_steps}")
-    return Sampling(interval_s=args.sample_interval, write_samples=args.samples), _out_dir(args.out)
+    return Sampling(interval_s=args.sample_interval, write_samples=args.samples), out_dir(args.out)
 
 
-def _out_dir(text: str) -> Path:
+def out_dir(text: str) -> Path:
     out = Path(text).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)

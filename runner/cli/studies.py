@@ -43,21 +43,18 @@ def add_arguments(p, frameworks: tuple[str, ...]) -> None:
 
 def print_table(paths, kind: str, fmt: str) -> int:
     """--table: the study's records under `paths` -> its table (bad files skipped and named, as compare does)."""
-    from runner.report import compare, studies
+    from runner.report import studies
 
-    try:
-        records, skipped = compare.load(paths)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
-    for path, why in skipped:
-        print(f"dlbench: skipped {path}: {why}", file=sys.stderr)
+    from runner.cli.compare import read
+
+    records, _ = read(paths)
     print(studies.render(records, kind, fmt))
     return 0
 
 
 def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
     """Every framework's child, then the table; the exit code (runner.experiments.studies.exit_code)."""
-    from runner.cli.run import _out_dir
+    from runner.cli.run import out_dir
     from runner.experiments import studies
     from runner.launch import launchers
     from runner.machine import platforms
@@ -68,7 +65,7 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
     device = platforms.device_for(platform["name"], args.device)
     launcher = launchers.from_args(args.launcher, args.launcher_setting)
     studies.check_launcher(launcher)
-    out = _out_dir(args.out)
+    out = out_dir(args.out)
     print(f"dlbench {job}: {', '.join(frameworks)}, {spec.model} on {spec.dataset}, device {device},"
           f" platform {platform['name']} ({platform['source']})", file=sys.stderr)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from runner.errors import UserError
 
@@ -20,14 +19,11 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runner.report import compare, sweep_table
+    from runner.report import sweep_table
 
-    try:
-        recs, skipped = compare.load(args.paths)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
-    for path, reason in skipped:
-        print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
+    from runner.cli.compare import read
+
+    recs, _ = read(args.paths)
     table = sweep_table.rows(recs, args.id)
     if not table:
         raise UserError(f"no sweep records{f' of {args.id}' if args.id else ''} under {', '.join(args.paths)}")

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from runner.errors import UserError
 
@@ -22,16 +21,13 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runner.report import compare, tune_table
+    from runner.report import tune_table
 
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
-    try:
-        recs, skipped = compare.load(args.paths)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
-    for path, reason in skipped:
-        print(f"dlbench: skipped {path}: {reason}", file=sys.stderr)
+    from runner.cli.compare import read
+
+    recs, _ = read(args.paths)
     table = tune_table.rows(recs, args.study, top=args.top)
     if not table:
         which = f" of study {args.study}" if args.study else ""
