@@ -111,16 +111,23 @@ def make_loss(torch, spec: Spec):
 
 
 def load_reference(torch, model, params: dict[str, np.ndarray], buffers: dict[str, np.ndarray] | None = None) -> None:
-    """Copy canonical-layout reference params (and BN buffers, if given) over the default init:
-    build_model registers them under the canonical names, already in torch's layout."""
-    mine = dict(model.named_parameters())
-    assert [(n, tuple(p.shape)) for n, p in mine.items()] == [(n, a.shape) for n, a in params.items()], \
-        "model and reference differ"
+    """Copy canonical-layout reference params (and BN buffers, if given) over the default init.
+    build_model registers them in canonical order (under the canonical names), already in torch's
+    layout; matched by order, so a module wrapped around the model (autocast, tests) still loads."""
+    mine = list(model.parameters())
+    assert [tuple(p.shape) for p in mine] == [a.shape for a in params.values()], "model and reference differ"
     with torch.no_grad():
-        for name, ref in params.items():
-            mine[name].copy_(torch.from_numpy(np.asarray(ref)))
-        for name, ref in (buffers or {}).items():
-            model.get_buffer(name).copy_(torch.from_numpy(np.asarray(ref, np.float32)))
+        for p, ref in zip(mine, params.values()):
+            p.copy_(torch.from_numpy(np.asarray(ref)))
+        if buffers is not None:
+            for b, ref in zip(running_stats(model), buffers.values(), strict=True):
+                b.copy_(torch.from_numpy(np.asarray(ref, np.float32)))
+
+
+def running_stats(model) -> list:
+    """BN's buffers in canonical order (running_mean, running_var of each layer; torch's
+    num_batches_tracked counts steps for momentum=None only, which the workload never uses)."""
+    return [b for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")]
 
 
 class TorchBackend:
@@ -304,11 +311,11 @@ class TorchBackend:
         logits = self.net(self.train_x.index_select(0, i).to(self.device))
         loss = self.loss_fn(logits, self.train_y.index_select(0, i).to(self.device))
         loss.backward()  # under DDP: the gradients are the ranks' average, i.e. the global batch's
-        grads = {n: t.grad.cpu().numpy() for n, t in model.named_parameters()}
+        grads = {p.name: t.grad.cpu().numpy() for p, t in zip(models.params(self.spec.model), model.parameters())}
         model.zero_grad(set_to_none=True)
         with torch.no_grad():
-            for name, a in saved.items():
-                model.get_buffer(name).copy_(torch.from_numpy(a))
+            for b, a in zip(running_stats(model), saved.values()):
+                b.copy_(torch.from_numpy(a))
         loss, logits = loss.detach(), logits.detach()
         if self.world > 1:  # the global batch's mean loss and all its logits, in batch order
             dist = self.torch.distributed
@@ -320,12 +327,13 @@ class TorchBackend:
         return float(loss), logits.cpu().numpy(), grads
 
     def parameters(self):
-        return {n: t.detach().cpu().numpy().copy() for n, t in self.model.named_parameters()}
+        return {p.name: t.detach().cpu().numpy().copy()
+                for p, t in zip(models.params(self.spec.model), self.model.parameters())}
 
     def buffers(self):
         """BN's running statistics, canonical names and order ({} without BN)."""
-        return {p.name: self.model.get_buffer(p.name).detach().cpu().numpy().copy()
-                for p in models.buffers(self.spec.model)}
+        return {p.name: t.detach().cpu().numpy().copy()
+                for p, t in zip(models.buffers(self.spec.model), running_stats(self.model), strict=True)}
 
     def set_state(self, params, m, v, t, buffers=None):
         # torch.optim.Adam keeps `step` as a float32 tensor but computes its bias corrections from
