@@ -320,8 +320,10 @@ def test_runs_record_their_options_and_parity(tmp_path, synthetic_dir):
                   "--option", "jax.loop=scan", "--option", "tensorflow.loop=step", "--parity-steps", "5")
     assert out.returncode == 0, out.stderr[-2000:]
     recs = {r["framework"]["name"]: r for r in _records(tmp_path)}
-    assert recs["jax"]["framework"]["options"] == {"loop": "scan", "devices": "1"}
-    assert recs["tensorflow"]["framework"]["options"] == {"loop": "step", "jit_compile": "off"}
+    # every option is recorded, the defaults too (the data path: resident, no loader workers)
+    assert recs["jax"]["framework"]["options"] == {"loop": "scan", "devices": "1", "loader": "resident", "workers": "0"}
+    assert recs["tensorflow"]["framework"]["options"] == {"loop": "step", "jit_compile": "off", "loader": "resident",
+                                                          "workers": "0"}
     for r in recs.values():
         assert r["status"] == "ok" and r["metrics"]["epochs_completed"] == 2
         assert r["parity"]["status"] == "pass" and r["parity"]["steps"] == 5
