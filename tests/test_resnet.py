@@ -201,8 +201,8 @@ def test_float64_reference_equals_torch_float64_with_batch_norm():
         np.testing.assert_allclose(b, net.get_buffer(name).numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
     net.eval()
     with torch.no_grad():
-        np.testing.assert_allclose(float64.predict("resnet18", params, x, buffers), net(torch.from_numpy(x[:, None])).numpy(),
-                                   rtol=0, atol=1e-11)
+        eval_logits = net(torch.from_numpy(x[:, None])).numpy()
+    np.testing.assert_allclose(float64.predict("resnet18", params, x, buffers), eval_logits, rtol=0, atol=1e-11)
 
 
 def test_running_variance_takes_the_unbiased_batch_variance():

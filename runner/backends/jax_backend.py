@@ -358,7 +358,8 @@ class JaxBackend:
     def evaluate(self):
         n, bs, correct = len(self.test_y), self.eval_batch_size, 0
         for i in range(0, n, bs):
-            correct = correct + self._correct(self.params, self.opt_state[2], self.test_x[i:i + bs], self.test_y[i:i + bs])
+            x, y = self.test_x[i:i + bs], self.test_y[i:i + bs]
+            correct = correct + self._correct(self.params, self.opt_state[2], x, y)  # BN: running statistics
         return correct
 
     def synchronize(self) -> None:

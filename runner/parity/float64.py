@@ -206,7 +206,8 @@ def forward_backward(model: str, params: dict[str, np.ndarray], x: np.ndarray, y
 def predict(model: str, params: dict[str, np.ndarray], x: np.ndarray, buffers: dict | None = None) -> np.ndarray:
     """Logits in eval mode: batch norm normalizes with the running statistics `buffers`."""
     dtype = next(iter(params.values())).dtype
-    return _Pass(params, buffers if buffers is not None else {}).forward(models.plan(model), x[:, None].astype(dtype))[0]
+    run = _Pass(params, buffers if buffers is not None else {})
+    return run.forward(models.plan(model), x[:, None].astype(dtype))[0]
 
 
 def update_buffers(model: str, buffers: dict[str, np.ndarray], stats: dict) -> dict[str, np.ndarray]:

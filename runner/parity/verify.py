@@ -16,7 +16,8 @@ def table(results: list[dict]) -> str:
                                     describe)
 
     fmt = lambda v: "-" if v is None else f"{v:.1e}"  # noqa: E731
-    names = (*CHECK_NAMES, *([BN_CHECK] if any(BN_CHECK in (r["parity"].get("checks") or {}) for r in results) else []))
+    with_bn = any(BN_CHECK in (r["parity"].get("checks") or {}) for r in results)
+    names = (*CHECK_NAMES, *([BN_CHECK] if with_bn else []))
     rows, envelopes, grads = [], set(), set()
     for r in results:
         p, fw = r["parity"], r.get("framework")
@@ -34,8 +35,8 @@ def table(results: list[dict]) -> str:
                      "result": describe(p)})
     limits = ", ".join(f"{'|' + k + '|' if k == 'update_bias' else k} <= {v:g}" for k, v in LIMITS.items())
     limits += f", {BN_CHECK} <= {BN_LIMIT:g}" if BN_CHECK in names else ""
-    limits += "".join(f"; grad_rel_diff <= {g:.1e} here ({GRAD_NOISE_FACTOR} x the float32 gradient noise {g / GRAD_NOISE_FACTOR:.1e})"
-                      for g in sorted(grads))
+    limits += "".join(f"; grad_rel_diff <= {g:.1e} here ({GRAD_NOISE_FACTOR} x the float32 gradient noise"
+                      f" {g / GRAD_NOISE_FACTOR:.1e})" for g in sorted(grads))
     traj = "; ".join(f"trajectory_max_diff <= {lim:.1e} ({ENVELOPE_FACTOR} x the {n} float32 replicas' envelope {env:.1e})"
                      for env, n, lim in sorted(envelopes))
     logs = "".join(f"\nlog of {_name(r)}: {r['log']}" for r in results if r.get("log"))

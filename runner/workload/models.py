@@ -110,7 +110,8 @@ def _basic_block(name: str, c_in: int, c_out: int, stride: int) -> tuple:
 def _resnet18() -> tuple:
     layers, c_in = [Conv(64, 3, pad=1, bias=False), BatchNorm(), ReLU()], 64
     for stage, (c_out, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
-        layers += [*_basic_block(f"layer{stage}.0", c_in, c_out, stride), *_basic_block(f"layer{stage}.1", c_out, c_out, 1)]
+        layers += [*_basic_block(f"layer{stage}.0", c_in, c_out, stride),
+                   *_basic_block(f"layer{stage}.1", c_out, c_out, 1)]
         c_in = c_out
     return (*layers, GlobalAvgPool(), Dense(10, name="fc"))
 
