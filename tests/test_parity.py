@@ -60,6 +60,10 @@ def test_the_yardstick_is_cached_and_read_back(small, monkeypatch):
     assert np.array_equal(again["losses"], y["losses"])
     assert all(np.array_equal(again["at"][i]["dw"][k], a["dw"][k]) for i, a in enumerate(y["at"]) for k in a["dw"])
     assert 0 < gate.envelope(y) < 1e-5   # honest float32 noise over a few steps
+    assert [a["update_noise"] for a in again["at"]] == [a["update_noise"] for a in y["at"]]
+    # At a small batch Adam's float32 update noise is far below the fixed limit, which stays 1e-4
+    assert 0 <= gate.update_noise(y) < 1e-5
+    assert gate.limits_for(y)["update_rel_diff"] == gate.LIMITS["update_rel_diff"]
 
 
 def test_a_cache_write_failure_warns_and_keeps_the_result(small, tmp_path, monkeypatch, capsys):
@@ -161,3 +165,36 @@ def test_a_collapsed_loss_is_judged_at_the_scale_training_ran_at():
     assert honest["loss_rel_diff"] < 1e-7 and honest["grad_rel_diff"] < 1e-6  # were 1e-2 and 1e-2
     summed = gate.measure(framework(63e-5, {"w": np.array([3e-6, 4e-6])}), y)
     assert summed["loss_rel_diff"] > 2e-4  # still far above the 1e-5 limit
+
+
+def _yardstick(grad_noise: float, update_noise: float) -> dict:
+    return {"at": [{"grad_noise": grad_noise, "update_noise": update_noise}], "losses": np.array([2.3]),
+            "replica_losses": np.array([[2.3]])}
+
+
+def test_the_update_limit_grows_with_the_measured_float32_update_noise():
+    """Batch 8192 on MNIST: Adam's m / sqrt(v) turns gradient components that cancel to within float32
+    noise into whole steps; the replicas' own update error read 1.7e-4 there, torch 4.2e-4 and JAX
+    1.7e-4 against a fixed 1e-4. The limit is 10x the measured noise, never below 1e-4."""
+    from runner.parity import verify
+
+    grown = gate.limits_for(_yardstick(2.2e-4, 1.7e-4))
+    assert grown["update_rel_diff"] == pytest.approx(1.7e-3) and grown["grad_rel_diff"] == pytest.approx(2.2e-3)
+    assert gate.limits_for(_yardstick(1e-7, 5e-6))["update_rel_diff"] == 1e-4
+    values = {**gate.LIMITS, "update_rel_diff": 4.2e-4, "grad_rel_diff": 3e-4, "trajectory_max_diff": 0.0}
+    result = gate.judge(values, {**grown, "trajectory_max_diff": 1e-3}, 5)
+    assert result["status"] == "pass", gate.describe(result)
+    assert gate.judge(values, _limits(), 5)["failed"] == ["grad_rel_diff", "update_rel_diff"]
+    line = verify.table([{"framework": "torch", "parity": result}])
+    assert "update_rel_diff <= 1.7e-03 here (10 x the float32 update noise 1.7e-04)" in line
+
+
+def test_update_errors_forgive_half_an_ulp_and_read_a_step_the_wrong_way_far_above():
+    w = {"w": np.array([1.0, 1.0, 1.0], np.float32)}
+    ulp = float(np.spacing(np.float32(1.0)))
+    ref = {"w": np.array([1e-3, 1e-3, 1e-9])}
+    got = {"w": np.array([1e-3 + ulp / 2, 1e-3 + ulp, -1e-3])}   # rounding, one ulp off, a whole step
+    errs = yardstick.update_errors(ref, got, w)
+    assert errs[0] == 0 and errs[1] == pytest.approx(ulp / 2 / (1e-3 + ulp))
+    assert errs[2] == pytest.approx((1e-3 + 1e-9 - ulp / 2) / (1e-9 + ulp))
+    assert yardstick.update_p99(errs) > 0.5

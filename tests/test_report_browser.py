@@ -66,7 +66,16 @@ def render(driver, text: str, path: Path, name: str) -> bytes:
     path.write_text(text, encoding="utf-8")
     requests(driver)  # drop what the browser's own start page asked for
     driver.get(path.as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
+    # get() can hand back while a long page (many figures as data: URIs) is still 'interactive':
+    # wait for the load to finish, up to the page-load timeout, and say what state it stopped in.
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    state = lambda d: d.execute_script("return document.readyState")  # noqa: E731
+    try:
+        WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: state(d) == "complete")
+    except TimeoutException:
+        pytest.fail(f"the page did not finish loading in 60 s: readyState is {state(driver)!r}")
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1300, min(height + 40, 16000))
     shot = driver.get_screenshot_as_png()

@@ -86,7 +86,7 @@ def main(args) -> int:
     report.track(records, args)
     if interrupted:
         return EXIT_INTERRUPTED
-    failed = any(o.status in ("failed", "diverged", "unavailable") for o in outcomes)
+    failed = any(o.status in orchestrate.FAILING for o in outcomes)
     return EXIT_FAILED if failed or unsaved else 0
 
 

@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from runner.experiments import sweep
+    from runner.launch import orchestrate
     from runner.report import compare, sweep_table
 
     fixed_set, fixed_options, axes = sweep.split(args.set, args.option)
@@ -64,5 +65,5 @@ def main(args) -> int:
     for o in unsaved:
         print(f"dlbench: error: the {o.framework} record could not be written to {out}; it is at {o.path}",
               file=sys.stderr)
-    failed = any(o.status in ("failed", "diverged", "unavailable") for o in outcomes)
+    failed = any(o.status in orchestrate.FAILING for o in outcomes)
     return EXIT_FAILED if failed or unsaved else 0

@@ -96,6 +96,10 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
     return outcomes, False
 
 
+# Statuses that make `run` and `sweep` exit 1 (an interrupt the user gave exits 130 before this counts).
+FAILING = ("failed", "diverged", "unavailable", "interrupted")
+
+
 # What one run writes into --out at most: a record (~20 KB for 50 epochs), its log and the resource
 # samples (~100 KB at 1 s), with room to spare. Checked before each run, not found out after training.
 SPACE_PER_RUN = 4 * 2**20
@@ -135,9 +139,10 @@ def _run(req: RunRequest, launcher: launchers.Launcher) -> tuple[Outcome, bool]:
     if path is None:  # the child died before it could write (SIGKILL, OOM kill, segfault, ...)
         path = build.lost(req, end.describe(), interrupted=end.interrupted is not None)
     rec = records.read(path)
-    status = rec["status"]
-    return (Outcome(req.framework, status, path, rec["timing"]["steady_epoch_s"]),
-            end.interrupted is not None or status == "interrupted")
+    # Only a signal that reached this process is the user's interrupt (exit 130, the rest not run). A
+    # child interrupted by something else (torchrun's SIGTERM to rank 0 when another rank died, an OOM
+    # killer's, a scheduler's) is a run that failed: its record says "interrupted", the others go on.
+    return Outcome(req.framework, rec["status"], path, rec["timing"]["steady_epoch_s"]), end.interrupted is not None
 
 
 def _another(name: str, mine: list[Outcome], repeats: Repeats) -> bool:

@@ -13,12 +13,13 @@ def table(results: list[dict]) -> str:
     from tabulate import tabulate
 
     from runner.parity.gate import (BN_CHECK, BN_LIMIT, CHECK_NAMES, ENVELOPE_FACTOR, GRAD_NOISE_FACTOR, LIMITS,
-                                    describe)
+                                    UPDATE_NOISE_FACTOR, describe)
 
     fmt = lambda v: "-" if v is None else f"{v:.1e}"  # noqa: E731
     with_bn = any(BN_CHECK in (r["parity"].get("checks") or {}) for r in results)
     names = (*CHECK_NAMES, *([BN_CHECK] if with_bn else []))
-    rows, envelopes, grads = [], set(), set()
+    rows, envelopes = [], set()
+    grown = {"grad_rel_diff": set(), "update_rel_diff": set()}  # limits grown with measured float32 noise
     for r in results:
         p, fw = r["parity"], r.get("framework")
         version = (fw if isinstance(fw, dict) else {}).get("version") or ""
@@ -27,16 +28,19 @@ def table(results: list[dict]) -> str:
         checks = p.get("checks") or {}
         if p.get("trajectory_envelope") is not None:
             envelopes.add((p["trajectory_envelope"], p["replicas"], checks["trajectory_max_diff"]["limit"]))
-        grad_limit = (checks.get("grad_rel_diff") or {}).get("limit")
-        if grad_limit is not None and grad_limit > LIMITS["grad_rel_diff"]:  # grown with measured float32 noise
-            grads.add(grad_limit)
+        for name, seen in grown.items():
+            limit = (checks.get(name) or {}).get("limit")
+            if limit is not None and limit > LIMITS[name]:
+                seen.add(limit)
         rows.append({"framework": f"{name} {version}".strip(), "device": device,
                      **{k.replace("_", " "): fmt((checks.get(k) or {}).get("value")) for k in names},
                      "result": describe(p)})
     limits = ", ".join(f"{'|' + k + '|' if k == 'update_bias' else k} <= {v:g}" for k, v in LIMITS.items())
     limits += f", {BN_CHECK} <= {BN_LIMIT:g}" if BN_CHECK in names else ""
-    limits += "".join(f"; grad_rel_diff <= {g:.1e} here ({GRAD_NOISE_FACTOR} x the float32 gradient noise"
-                      f" {g / GRAD_NOISE_FACTOR:.1e})" for g in sorted(grads))
+    for name, factor, what in (("grad_rel_diff", GRAD_NOISE_FACTOR, "gradient"),
+                               ("update_rel_diff", UPDATE_NOISE_FACTOR, "update")):
+        limits += "".join(f"; {name} <= {g:.1e} here ({factor} x the float32 {what} noise {g / factor:.1e})"
+                          for g in sorted(grown[name]))
     traj = "; ".join(f"trajectory_max_diff <= {lim:.1e} ({ENVELOPE_FACTOR} x the {n} float32 replicas' envelope {env:.1e})"
                      for env, n, lim in sorted(envelopes))
     logs = "".join(f"\nlog of {_name(r)}: {r['log']}" for r in results if r.get("log"))

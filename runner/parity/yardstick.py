@@ -19,6 +19,13 @@ Three things, all from runner.workload.reference's weights and epoch-0 batches:
     dozen within float32 noise of zero, and honest float32 gradients stray ~1e-3 (float64 moved by
     1e-9 of each weight: 8e-9, by 1e-7: 1.5e-3, from one flip in layer3). The gate's gradient limit
     grows with it (runner.parity.gate);
+  * the float32 update noise at each checked step: the same replicas' gradients, each taken through
+    one float64 Adam step from that step's state, against the reference update, by the gate's own
+    update error (update_errors, update_p99). Adam divides by sqrt(v): a gradient component that
+    cancels to within float32 noise still moves its weight by up to a whole step, and a large
+    batch has many of them (measured on MNIST at batch 8192: 1.7e-4, where torch read 4.2e-4 and
+    JAX 1.7e-4 against the fixed 1e-4 limit; at batch 64 it is below 1e-5). The gate's update limit
+    grows with it as the gradient limit does;
   * models with batch norm: the running statistics along the trajectory, rounded to float32 at each
     checked step ("r"), and the batch statistics of the float64 step from there ("bs", the mean and
     unbiased variance that the running-statistics rule takes), under the buffers' names.
@@ -50,7 +57,7 @@ from runner.workload.spec import Spec
 REPLICAS = 8
 MAX_CHECKED = 10            # steps checked from the reference's state, at most ...
 CHECK_BUDGET = 2_500_000    # ... and at most this many parameter values over all of them (cache size)
-CACHE_LAYOUT = 3            # bump when the cached arrays change: old entries are then simply not read
+CACHE_LAYOUT = 4            # bump when the cached arrays change: old entries are then simply not read
 
 
 def checked_steps(spec: Spec, steps: int) -> list[int]:
@@ -94,14 +101,13 @@ def _compute(spec: Spec, train_x, train_y, steps: int, replicas: int) -> dict:
             w32, m32, v32, r32 = _f32(p), _f32(opt.m), _f32(opt.v), _f32(buffers)
             stats = {}
             loss, logits, grads = float64.forward_backward(spec.model, _f64(w32), x, y, stats)
-            one = float64.Adam(spec, w32)
-            one.m, one.v, one.t = _f64(m32), _f64(v32), k
-            after = one.step(_f64(w32), grads)
+            dw = _f32(one_step(spec, w32, m32, v32, k, grads))
+            grad_noise, update_noise = float32_noise(spec, w32, m32, v32, x, y, grads, dw, k, replicas)
             at.append({"w": w32, "m": m32, "v": v32, "loss": loss, "logits": logits, "g": _f32(grads),
-                       "dw": _f32({n: after[n] - w32[n] for n in w32}), "r": r32,
+                       "dw": dw, "r": r32,
                        "bs": {f"{n}.{key}": s for n, pair in stats.items()
                               for key, s in zip(("running_mean", "running_var"), pair)},
-                       "grad_noise": gradient_noise(spec, w32, x, y, grads, k, replicas)})
+                       "grad_noise": grad_noise, "update_noise": update_noise})
         stats = {}
         loss, _, grads = float64.forward_backward(spec.model, p, x, y, stats)
         p = opt.step(p, grads)
@@ -111,18 +117,55 @@ def _compute(spec: Spec, train_x, train_y, steps: int, replicas: int) -> dict:
             "replica_losses": replica_losses(spec, init, train_x, train_y, order, replicas)}
 
 
-def gradient_noise(spec: Spec, w32: dict, x, y, g64: dict, step: int, replicas: int) -> float:
-    """The widest relative distance (norm over all parameters) of `replicas` float32 gradients, each
-    from w32 moved +-1 ulp elementwise at random, from the float64 gradient g64 at w32."""
+def one_step(spec: Spec, w32: dict, m32: dict, v32: dict, step: int, grads: dict) -> dict:
+    """The float64 weight update of one Adam step from the float32 state (w32, m32, v32) after
+    `step` steps, with gradient `grads`: {name: new weight - w32}."""
+    one = float64.Adam(spec, w32)
+    one.m, one.v, one.t = _f64(m32), _f64(v32), step
+    after = one.step(_f64(w32), _f64(grads))
+    return {n: after[n] - w32[n] for n in w32}
+
+
+def ulp(w: np.ndarray) -> np.ndarray:
+    """The float32 ulp at each |w|, as float64."""
+    w = np.asarray(w, np.float32)
+    return (np.nextafter(np.abs(w), np.float32(np.inf)) - np.abs(w)).astype(np.float64)
+
+
+def update_errors(ref_dw: dict, got_dw: dict, w: dict) -> np.ndarray:
+    """Elementwise update errors over all parameters: max(|dw - dw_ref| - ulp/2, 0) / (|dw_ref| + ulp),
+    ulp that of the old or the new weight, the coarser. Half an ulp of the new weight is the rounding
+    every float32 program must make: not an error (runner.parity.gate, CHECK 4)."""
+    errs = []
+    for n, ref in ref_dw.items():
+        ref, got = np.asarray(ref, np.float64), np.asarray(got_dw[n], np.float64)
+        u = np.maximum(ulp(w[n]), ulp(w[n] + ref))
+        errs.append((np.maximum(np.abs(got - ref) - u / 2, 0) / (np.abs(ref) + u)).ravel())
+    return np.concatenate(errs) if errs else np.zeros(0)
+
+
+def update_p99(errors: np.ndarray) -> float:
+    """What the gate's update check reads from update_errors: their 99th percentile."""
+    return float(np.quantile(errors, 0.99)) if errors.size else 0.0
+
+
+def float32_noise(spec: Spec, w32: dict, m32: dict, v32: dict, x, y, g64: dict, dw: dict, step: int,
+                  replicas: int) -> tuple[float, float]:
+    """(gradient noise, update noise) at one checked step: the widest relative distance (norm over
+    all parameters) of `replicas` float32 gradients, each from w32 moved +-1 ulp elementwise at
+    random, from the float64 gradient g64 at w32; and the widest p99 update error of those
+    gradients each taken through one Adam step from (w32, m32, v32), against the reference update dw."""
     ref = np.sqrt(sum(float((g ** 2).sum()) for g in g64.values())) or 1.0
-    widest = 0.0
+    grad_noise = update_noise = 0.0
     for r in range(replicas):
         rng = np.random.default_rng([spec.seed, 0x4E4F4953, step, r])  # "NOIS": a stream of its own
         moved = {k: np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(np.float32))
                  for k, a in w32.items()}
         g32 = float64.forward_backward(spec.model, moved, x.astype(np.float32), y)[2]
-        widest = max(widest, np.sqrt(sum(float(((g32[k] - g64[k]) ** 2).sum()) for k in g64)) / ref)
-    return widest
+        grad_noise = max(grad_noise, np.sqrt(sum(float(((g32[k] - g64[k]) ** 2).sum()) for k in g64)) / ref)
+        got = one_step(spec, w32, m32, v32, step, g32)
+        update_noise = max(update_noise, update_p99(update_errors(dw, got, w32)))
+    return float(grad_noise), float(update_noise)
 
 
 def replica_losses(spec: Spec, init: dict, train_x, train_y, order, replicas: int) -> np.ndarray:
@@ -172,6 +215,7 @@ def _pack(y: dict) -> bytes:
     for i, a in enumerate(y["at"]):
         arrays[f"{i}/loss"], arrays[f"{i}/logits"] = np.array(a["loss"]), a["logits"]
         arrays[f"{i}/grad_noise"] = np.array(a["grad_noise"])
+        arrays[f"{i}/update_noise"] = np.array(a["update_noise"])
         for part in PARTS + BUFFER_PARTS:
             arrays.update({f"{i}/{part}/{n}": v for n, v in a[part].items()})
     buf = io.BytesIO()
@@ -192,7 +236,7 @@ def _unpack(z, names: list[str], steps: int, buffer_names: list[str] = ()) -> di
     at = []
     for i in range(len(checked)):
         a = {"loss": float(z[f"{i}/loss"]), "logits": np.asarray(z[f"{i}/logits"]),
-             "grad_noise": float(z[f"{i}/grad_noise"])}
+             "grad_noise": float(z[f"{i}/grad_noise"]), "update_noise": float(z[f"{i}/update_noise"])}
         for part in PARTS:
             a[part] = {n: np.asarray(z[f"{i}/{part}/{n}"]) for n in names}
         for part in BUFFER_PARTS:
