@@ -114,10 +114,10 @@ def test_resume_skips_what_is_done_and_runs_the_missing_repeats():
 # --- the table --------------------------------------------------------------------------------------
 
 def _sweep_record(point, index, framework="torch", epochs=(2.0, 1.0, 1.2), data=None, fn=5.0, best_test=0.9,
-                  ttt=None, target_epoch=None, status="ok", target=0.99):
+                  ttt=None, target_epoch=None, status="ok", target=0.99, parity="pass"):
     rec = make_record(status=status, framework=framework, epochs=list(epochs), steady=1.1,
                       test_acc=[0.5, best_test - 0.1, best_test], train_acc=[0.4, 0.8, 0.95], loss=[1.0, 0.5, 0.3],
-                      train_fn_s=fn, epoch_data_s=data)
+                      train_fn_s=fn, epoch_data_s=data, parity=parity)
     rec["spec"]["target_accuracy"] = target
     rec["metrics"].update(time_to_target_s=ttt, target_epoch=target_epoch, images_per_s=1000.0)
     rec["experiment"] = {"kind": "sweep", "id": "sweep-abc", "point": point, "index": index, "size": 2, "state": None}
@@ -129,7 +129,7 @@ def test_the_table_has_one_row_per_framework_and_point_with_the_seed_study_colum
             _sweep_record({"batch_size": 32}, 0, fn=7.0, ttt=4.0, target_epoch=2, epochs=(2.0, 1.0, 1.4)),
             _sweep_record({"batch_size": 32}, 0, status="failed"),
             _sweep_record({"batch_size": 64}, 1, data=[0.25, 0.5, 0.25], best_test=0.95),
-            _sweep_record({"batch_size": 64}, 1, framework="jax"),
+            _sweep_record({"batch_size": 64}, 1, framework="jax", parity="fail"),
             make_record()]  # a plain run: not part of any sweep
     table = sweep_table.rows(recs)
     assert [(r["framework"], r["point"]) for r in table] == [
@@ -147,7 +147,8 @@ def test_the_table_has_one_row_per_framework_and_point_with_the_seed_study_colum
     line = next(ln for ln in text.splitlines() if ln.startswith("| torch") and "| 32 " in ln)
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells == ["torch 2.13.0+cpu (cpu)", "32", "95.00", "90.00", "resident", "4.30", "6.00", "0.6000",
-                     "1.100", "3.50 (ep 2)", "1,000", "2/3 (1 failed)"]
+                     "1.100", "3.50 (ep 2)", "1,000", "pass", "2/3 (1 failed)"]
+    assert [r["parity"] for r in table] == ["fail", "pass", "pass"]  # the gate's verdict per point, as compare's
     csv_lines = sweep_table.render(table, "csv").splitlines()
     assert csv_lines[0].startswith("sweep,framework,version,device,index,size,batch_size,spec_hash,")
     assert json.loads(sweep_table.render(table, "json"))[1]["train_fn_s"] == 6.0

@@ -9,7 +9,8 @@ loop waited for batches (sum of timing.epoch_data_s, loader mode only; "resident
 on the device); train s, the total epoch training time (sum of epoch_train_s); train fn s, the whole
 training function (train_fn_s: training, evaluation and the loop between); mean loss (the mean of the
 per-epoch training losses); s/epoch, the steady epoch (median of epochs 2..); s to target with the
-epoch it was reached; img/s; runs (completed/all, with the other statuses).
+epoch it was reached; img/s; parity, the gate's verdict over the point's runs (compare's: fail if any
+run failed it); runs (completed/all, with the other statuses).
 
 A grid that varies a field that changes the math (every spec field but eval_batch_size and
 target_accuracy; backend options never do) gets a note: its points do not do the same work per epoch,
@@ -25,7 +26,7 @@ import statistics
 from collections import Counter, defaultdict
 
 from runner.records import COMPLETED
-from runner.report.compare import csv_cell, markdown_cell
+from runner.report.compare import csv_cell, markdown_cell, parity_verdict
 
 # Spec fields a sweep may vary without changing what training computes.
 SAME_MATH = ("eval_batch_size", "target_accuracy")
@@ -74,6 +75,7 @@ def _row(group: list[dict]) -> dict:
         "target_reached": sum(r["metrics"].get("time_to_target_s") is not None for r in done),
         "target_accuracy": first["spec"].get("target_accuracy"),
         "images_per_s": m("images_per_s"),
+        "parity": parity_verdict(group),
         "n": len(done),
         "runs": len(group),
         "statuses": dict(sorted(Counter(r["status"] for r in group).items())),
@@ -145,6 +147,7 @@ def _cells(row: dict, names: list[str]) -> dict:
         "s/epoch": _num(row["steady_epoch_s"], ".3f"),
         ("s to target" if target is None else f"s to {100 * target:g}% (epoch)"): ttt,
         "img/s": _num(row["images_per_s"], ",.0f"),
+        "parity": row["parity"],
         "runs ok": runs,
     }
 
