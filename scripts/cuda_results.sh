@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CUDA path for real, on a lent GPU machine: the parity gate on the GPU, then the standard
+# workload `--repeats` times per framework, one framework after another, under a time budget;
+# everything it made lands in $OUT, the records also tarred (one file to bring back).
+#
+#   OUT=/tmp/cuda BUDGET_S=520 FRAMEWORKS=jax,torch bash scripts/cuda_results.sh
+#
+# Settings (environment): OUT (required), BUDGET_S (default 3600), FRAMEWORKS (default torch,jax),
+# REPEATS (default 3), DEVICE (default cuda), PYTHON (default python3), EXTRA (more flags for both
+# verify and run, e.g. "--dataset fashion"). The data comes from $DLBENCH_DATA_DIR or the cache.
+#
+# When the budget runs out, the running command gets SIGINT: the runner records the epochs it
+# finished (status interrupted) and exits 130, so nothing measured is lost; a framework whose turn
+# comes with under MIN_LEFT_S left is skipped and the log says so.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:?set OUT to the folder for the results, e.g. OUT=/tmp/cuda}
+budget=${BUDGET_S:-3600}
+frameworks=${FRAMEWORKS:-torch,jax}
+repeats=${REPEATS:-3}
+device=${DEVICE:-cuda}
+py=${PYTHON:-python3}
+read -ra extra <<<"${EXTRA:-}"
+MIN_LEFT_S=30
+GRACE_S=60   # after SIGINT: time to record what finished, then SIGKILL
+
+mkdir -p "$out/records"
+deadline=$(( $(date +%s) + budget ))
+left() { echo $(( deadline - $(date +%s) )); }
+say() { echo "$(date -u +%FT%TZ) $*" | tee -a "$out/session.log" >&2; }
+
+say "start: budget ${budget}s, frameworks $frameworks, repeats $repeats, device $device, extra: ${extra[*]:-none}"
+command -v nvidia-smi >/dev/null && nvidia-smi -L >>"$out/session.log" 2>&1
+
+t=$(left)
+if [ "$t" -gt "$MIN_LEFT_S" ]; then
+  timeout --preserve-status -s INT -k "$GRACE_S" "$t" "$py" -m runner verify --framework "$frameworks" --device "$device" \
+    "${extra[@]}" >"$out/verify.log" 2>&1
+  say "verify: exit $? (table in verify.log)"
+else
+  say "verify: skipped, ${t}s left"
+fi
+
+IFS=, read -ra fws <<<"$frameworks"
+for fw in "${fws[@]}"; do
+  t=$(left)
+  if [ "$t" -le "$MIN_LEFT_S" ]; then
+    say "$fw: skipped, ${t}s left of the budget"
+    continue
+  fi
+  timeout --preserve-status -s INT -k "$GRACE_S" "$t" "$py" -m runner run --framework "$fw" --device "$device" \
+    --repeats "$repeats" "${extra[@]}" --out "$out/records" >"$out/run-$fw.log" 2>&1
+  rc=$?
+  case $rc in
+    130) say "$fw: interrupted by the budget (exit 130): the records say what finished" ;;
+    137) say "$fw: killed ${GRACE_S}s after the budget's SIGINT (exit 137): a run that did not stop lost its record" ;;
+    *) say "$fw: exit $rc" ;;
+  esac
+done
+
+tar -czf "$out/records.tar.gz" -C "$out" records
+say "done: $(find "$out/records" -name '*.json' | wc -l) record(s) in $out/records (and records.tar.gz)"
