@@ -174,8 +174,8 @@ def _yardstick(grad_noise: float, update_noise: float) -> dict:
 
 def test_the_update_limit_grows_with_the_measured_float32_update_noise():
     """Batch 8192 on MNIST: Adam's m / sqrt(v) turns gradient components that cancel to within float32
-    noise into whole steps; the replicas' own update error read 1.7e-4 there, torch 4.2e-4 and JAX
-    1.7e-4 against a fixed 1e-4. The limit is 10x the measured noise, never below 1e-4."""
+    noise into whole steps; the replicas' own update error read 4.2e-4 there, JAX 4.1e-4 and torch (in
+    another run) 4.2e-4 against a fixed 1e-4. The limit is 10x the measured noise, never below 1e-4."""
     from runner.parity import verify
 
     grown = gate.limits_for(_yardstick(2.2e-4, 1.7e-4))

@@ -23,9 +23,9 @@ Three things, all from runner.workload.reference's weights and epoch-0 batches:
     one float64 Adam step from that step's state, against the reference update, by the gate's own
     update error (update_errors, update_p99). Adam divides by sqrt(v): a gradient component that
     cancels to within float32 noise still moves its weight by up to a whole step, and a large
-    batch has many of them (measured on MNIST at batch 8192: 1.7e-4, where torch read 4.2e-4 and
-    JAX 1.7e-4 against the fixed 1e-4 limit; at batch 64 it is below 1e-5). The gate's update limit
-    grows with it as the gradient limit does;
+    batch has many of them (measured on MNIST at batch 8192: 4.2e-4, where JAX read 4.1e-4 and
+    torch, in another run, 4.2e-4, against the fixed 1e-4 limit; at batch 64 it is below 1e-5). The
+    gate's update limit grows with it as the gradient limit does;
   * models with batch norm: the running statistics along the trajectory, rounded to float32 at each
     checked step ("r"), and the batch statistics of the float64 step from there ("bs", the mean and
     unbiased variance that the running-statistics rule takes), under the buffers' names.
