@@ -185,8 +185,10 @@ def test_the_update_limit_grows_with_the_measured_float32_update_noise():
     result = gate.judge(values, {**grown, "trajectory_max_diff": 1e-3}, 5)
     assert result["status"] == "pass", gate.describe(result)
     assert gate.judge(values, _limits(), 5)["failed"] == ["grad_rel_diff", "update_rel_diff"]
-    line = verify.table([{"framework": "torch", "parity": result}])
-    assert "update_rel_diff <= 1.7e-03 here (10 x the float32 update noise 1.7e-04)" in line
+    text = verify.table([{"framework": {"name": "torch", "version": "2.13.0"}, "parity": result}])
+    assert "update_rel_diff <= 1.7e-03 here (10 x the float32 update noise 1.7e-04)" in text
+    assert "grad_rel_diff <= 2.2e-03 here (10 x the float32 gradient noise 2.2e-04)" in text
+    assert "| torch 2.13.0 " in text  # the row still names its framework
 
 
 def test_update_errors_forgive_half_an_ulp_and_read_a_step_the_wrong_way_far_above():

@@ -28,9 +28,9 @@ def table(results: list[dict]) -> str:
         checks = p.get("checks") or {}
         if p.get("trajectory_envelope") is not None:
             envelopes.add((p["trajectory_envelope"], p["replicas"], checks["trajectory_max_diff"]["limit"]))
-        for name, seen in grown.items():
-            limit = (checks.get(name) or {}).get("limit")
-            if limit is not None and limit > LIMITS[name]:
+        for check, seen in grown.items():
+            limit = (checks.get(check) or {}).get("limit")
+            if limit is not None and limit > LIMITS[check]:
                 seen.add(limit)
         rows.append({"framework": f"{name} {version}".strip(), "device": device,
                      **{k.replace("_", " "): fmt((checks.get(k) or {}).get("value")) for k in names},
