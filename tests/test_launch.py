@@ -220,3 +220,18 @@ def test_the_process_launcher_starts_each_framework_with_its_environments_python
                                                                "runner.launch.child"]
     assert launcher.command(tmp_path / "r.json", "torch")[0] == sys.executable
     assert launchers.get("process", python="/x/python").command(tmp_path / "r.json", "jax")[0] == "/x/python"
+
+
+def test_only_the_users_signal_stops_the_rest_of_the_runs():
+    """Exit 130 (and no further runs) when the signal reached the parent, or when the child recorded
+    the SIGINT a terminal's Ctrl-C sends the whole group (the parent may wake only after the child
+    exited); a child SIGTERMed by someone else (torchrun, after another rank died) is a failed run."""
+    from runner.launch import orchestrate
+
+    sigint = {"status": "interrupted", "error": "interrupted by SIGINT after 2 epoch(s)"}
+    sigterm = {"status": "interrupted", "error": "interrupted by SIGTERM after 2 epoch(s)"}
+    assert orchestrate._user_interrupt(launchers.Exit(130, "SIGTERM"), sigterm)
+    assert orchestrate._user_interrupt(launchers.Exit(130), sigint)
+    assert not orchestrate._user_interrupt(launchers.Exit(130), sigterm)
+    assert not orchestrate._user_interrupt(launchers.Exit(1), {"status": "failed", "error": "boom"})
+    assert "interrupted" in orchestrate.FAILING

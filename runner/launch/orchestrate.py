@@ -139,10 +139,18 @@ def _run(req: RunRequest, launcher: launchers.Launcher) -> tuple[Outcome, bool]:
     if path is None:  # the child died before it could write (SIGKILL, OOM kill, segfault, ...)
         path = build.lost(req, end.describe(), interrupted=end.interrupted is not None)
     rec = records.read(path)
-    # Only a signal that reached this process is the user's interrupt (exit 130, the rest not run). A
-    # child interrupted by something else (torchrun's SIGTERM to rank 0 when another rank died, an OOM
-    # killer's, a scheduler's) is a run that failed: its record says "interrupted", the others go on.
-    return Outcome(req.framework, rec["status"], path, rec["timing"]["steady_epoch_s"]), end.interrupted is not None
+    return Outcome(req.framework, rec["status"], path, rec["timing"]["steady_epoch_s"]), _user_interrupt(end, rec)
+
+
+def _user_interrupt(end: launchers.Exit, rec: dict) -> bool:
+    """Whether the user stopped this run (exit 130, the rest not run): a signal reached this process,
+    or the child recorded a SIGINT, what a terminal's Ctrl-C sends the whole process group (under
+    load the parent can wake from waitpid only after the child has exited, measured once in CI: exit 1
+    where 130 was due). A child interrupted by anything else (torchrun's SIGTERM to rank 0 when another
+    rank died, a scheduler's) is a run that failed: its record says "interrupted", the others go on."""
+    if end.interrupted is not None:
+        return True
+    return rec["status"] == "interrupted" and (rec.get("error") or "").startswith("interrupted by SIGINT")
 
 
 def _another(name: str, mine: list[Outcome], repeats: Repeats) -> bool:
