@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from runner import lists
 from runner.errors import UserError
 
 # name -> (module:Class, the Python module whose presence means "installed" -- or "module:function"
@@ -40,7 +41,7 @@ def parse_frameworks(text: str) -> list[str]:
     """'all', one name, or a comma-separated list -> names, in registry order for 'all'."""
     if text.strip() == "all":
         return names()
-    chosen = [t.strip() for t in text.split(",") if t.strip()]
+    chosen = lists.items("--framework", text)
     unknown = [t for t in chosen if t not in REGISTRY]
     if unknown or not chosen:
         raise UserError(f"unknown framework {', '.join(unknown) or repr(text)}"

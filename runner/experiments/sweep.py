@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runner import backends, records
+from runner import backends, lists, records
 from runner.errors import SpecError, UserError
 from runner.workload.spec import Spec, make_spec, parse_field
 
@@ -40,11 +40,6 @@ class Axis:
 
     def label(self, value) -> str:
         return f"{self.name}={value:g}" if isinstance(value, float) else f"{self.name}={value}"
-
-
-def _values(flag: str, item: str, texts: list[str]) -> None:
-    if any(not t for t in texts):
-        raise UserError(f"{flag} {item!r}: an empty value in the list")
 
 
 def _distinct(flag: str, item: str, values: tuple) -> None:
@@ -66,8 +61,7 @@ def split(set_items: list[str], option_items: list[str]) -> tuple[list[str], lis
             fixed_set.append(item)
             continue
         field = name.strip().replace("-", "_")
-        texts = [t.strip() for t in value.split(",")]
-        _values("--set", item, texts)
+        texts = lists.items("--set", value, repr(item))
         try:
             values = tuple(parse_field(field, t) for t in texts)
         except SpecError as e:
@@ -83,8 +77,7 @@ def split(set_items: list[str], option_items: list[str]) -> tuple[list[str], lis
         if not (dot and option) or framework not in backends.REGISTRY:
             raise UserError(f"--option {item!r}: expected FRAMEWORK.KEY=V1,V2,... with FRAMEWORK one of"
                             f" {', '.join(backends.REGISTRY)}, e.g. jax.loop=step,scan")
-        texts = [t.strip() for t in value.split(",")]
-        _values("--option", item, texts)
+        texts = lists.items("--option", value, repr(item))
         _distinct("--option", item, tuple(texts))
         axes.append(Axis(key.strip(), tuple(texts), framework=framework))
     names = [a.name for a in axes]
