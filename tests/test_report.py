@@ -167,3 +167,18 @@ def test_help_imports_no_plotting_or_template_library():
             "bad = [m for m in ('matplotlib', 'jinja2', 'mlflow', 'wandb') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_a_data_parallel_row_and_its_one_device_row_each_get_their_own_runs():
+    """Issue 28, 5: the report matched runs to rows by a stale copy of the row key that left out the
+    device count, so a 2-device row (3 runs) and its 1-device row (2 runs) each showed all 5."""
+    def parallel(rec, world):
+        rec["parallel"] = {"world_size": world, "devices": world}
+        return rec
+    recs = [parallel(run(), 2) for _ in range(3)] + [parallel(run(), 1) for _ in range(2)]
+    rows = compare.rows(recs)
+    assert sorted((r["devices"], r["runs"]) for r in rows) == [(1, 2), (2, 3)]
+    runs = sections.runs_by_row(recs, rows)
+    assert [len(r) for r in runs] == [row["runs"] for row in rows]
+    for row, group in zip(rows, runs):
+        assert {g["parallel"]["devices"] for g in group} == {row["devices"]}

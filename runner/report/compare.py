@@ -344,20 +344,38 @@ def training(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("kind", "train") == "train"]
 
 
-def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOISY_CV) -> list[dict]:
-    """One row per group of training records (others are set aside), fastest first within a spec;
-    `baseline` is --baseline's KEY=VALUE text."""
+# What tells rows apart, as a row shows it: the group key less the device's name (rows that differ only
+# in it share a label, and the report gives them their runs together). One definition, used by the
+# table and by the report that matches runs to rows.
+ROW_KEY = ("spec_hash", "platform", "hardware", "framework", "version", "options", "device", "world_size",
+           "devices")
+
+
+def row_key(row: dict) -> tuple:
+    return tuple(row[k] for k in ROW_KEY)
+
+
+def grouped(records: list[dict], baseline: str | None = None,
+            noisy_cv: float = NOISY_CV) -> list[tuple[dict, list[dict]]]:
+    """(row, its runs) for each group of training records (others are set aside), fastest first within
+    a spec; `baseline` is --baseline's KEY=VALUE text."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for rec in training(records):
         groups[group_key(rec)].append(rec)
     _adopt_orphans(groups)
-    table = [aggregate(g, noisy_cv) for g in groups.values()]
-    apply_scaling(table)
+    pairs = [(aggregate(g, noisy_cv), g) for g in groups.values()]
+    apply_scaling([row for row, _ in pairs])
     if baseline is not None:
-        _apply_baseline(table, [_steady(g) for g in groups.values()], baseline)
+        _apply_baseline([row for row, _ in pairs], [_steady(g) for g in groups.values()], baseline)
     # Rows without timings last.
-    return sorted(table, key=lambda r: (r["spec_hash"], r["steady_epoch_s"] is None, r["steady_epoch_s"] or 0,
-                                        r["framework"], r["device"], r["devices"]))
+    return sorted(pairs, key=lambda p: (p[0]["spec_hash"], p[0]["steady_epoch_s"] is None,
+                                        p[0]["steady_epoch_s"] or 0, p[0]["framework"], p[0]["device"],
+                                        p[0]["devices"]))
+
+
+def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOISY_CV) -> list[dict]:
+    """One row per group of training records, as `grouped` orders them."""
+    return [row for row, _ in grouped(records, baseline, noisy_cv)]
 
 
 def _num(value, fmt: str) -> str:

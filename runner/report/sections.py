@@ -18,18 +18,14 @@ from runner.report import compare
 from runner.report.prices import FREE
 
 
-def row_key(row: dict) -> tuple:
-    return (row["spec_hash"], row["platform"], row["hardware"], row["framework"], row["version"],
-            row["options"], row["device"])
-
-
 def runs_by_row(records: list[dict], rows: list[dict]) -> list[list[dict]]:
-    """Each row's records. compare groups by these keys plus the device's name, which a row does not
-    show: rows that differ only in that name share their runs here (they share their label, too)."""
+    """Each row's records, grouped exactly as compare groups them (orphan repeats included). Rows that
+    differ only in the device's name, which a row does not show, share their runs here (and their
+    label)."""
     by_key: dict[tuple, list[dict]] = defaultdict(list)
-    for rec in records:
-        by_key[compare.group_key(rec)[:7]].append(rec)
-    return [by_key[row_key(r)] for r in rows]
+    for row, runs in compare.grouped(records):
+        by_key[compare.row_key(row)].extend(runs)
+    return [by_key[compare.row_key(r)] for r in rows]
 
 
 def label(row: dict, with_hardware: bool = False) -> str:
