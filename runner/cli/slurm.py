@@ -2,6 +2,7 @@
 
     python -m runner slurm submit --framework all --models lenet5,mlp --repeats 3 --out /shared/run1 \
         [--partition gpu] [--gpus-per-task 1] [--time 01:00:00] [--container dlbench.sif] [--dry-run]
+        [--sbatch=--account=abc] [--max-array-size 1001]   # every value is checked before anything is written
     python -m runner slurm submit --framework torch --launcher torchrun --nproc 4 --nnodes 2 --out /shared/ddp
     python -m runner slurm submit --framework torch,jax --set batch_size=32,64,128 --out /shared/sweep   # a sweep
     python -m runner slurm status /shared/run1

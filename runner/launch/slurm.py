@@ -119,10 +119,11 @@ def _sbatch_word(value: str) -> str:
 
 def _output(shared: Path) -> str:
     """The --output pattern for Slurm's log per task. In a file name pattern % starts a replacement (%A,
-    %a), so a % of the path is written %%; a backslash turns every replacement off, so it is refused."""
+    %a), so a % of the path is written %%; a backslash turns every replacement off and is dropped (seen with
+    Slurm 22.05: no log at all), so it is refused."""
     if "\\" in str(shared):
-        raise UserError(f"--out {str(shared)!r}: no backslash in the folder (Slurm's --output pattern would"
-                        f" take it as 'no %A/%a replacement' and every task would write one log)")
+        raise UserError(f"--out {str(shared)!r}: no backslash in the folder (in Slurm's --output pattern it"
+                        f" turns off %A/%a and is dropped: the logs would go to another folder)")
     return _sbatch_word(f"{str(shared / LOGS).replace('%', '%%')}/%A_%a.out")
 
 
