@@ -174,3 +174,22 @@ def test_torchrun_inside_sbatch_two_ranks_one_record(slurm, tmp_path, synthetic_
     assert rec["status"] == "ok" and rec["parity"]["status"] == "pass"
     assert rec["parallel"]["world_size"] == 2 and rec["parallel"]["comm_backend"] == "gloo"
     assert rec["launcher"]["name"] == "torchrun" and rec["environment"]["scheduler"]["kind"] == "slurm"
+
+
+@pytest.mark.slow
+@needs_torch
+def test_the_real_sbatch_reads_quoted_values_as_written(slurm, tmp_path, synthetic_dir):
+    """What tests/sbatch_script.py models, against the real sbatch: a folder with a space, quotes, # and
+    $(...) is one --output pattern (it was cut at the space), a --sbatch value with them one comment.
+    --hold keeps the task from running; scontrol shows what Slurm took."""
+    shared = tmp_path / "a dir #1 \"q\" 'x' $(touch X)"
+    job = _submit(shared, "--framework", "torch", "--sbatch=--hold", "--sbatch=--comment=a b #c \"d\" 'e' \\f",
+                  data=synthetic_dir)
+    try:
+        show = subprocess.run(["scontrol", "show", "job", f"{job}_0"], capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["scancel", job], timeout=60)
+    fields = [line.strip() for line in show.stdout.splitlines()]
+    assert f"StdOut={shared}/slurm/logs/{job}_0.out" in fields, show.stdout
+    assert "Comment=a b #c \"d\" 'e' \\f" in fields, show.stdout
+    assert sorted(p.name for p in shared.iterdir()) == ["slurm"] and not (ROOT / "X").exists()

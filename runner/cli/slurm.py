@@ -2,6 +2,7 @@
 
     python -m runner slurm submit --framework all --models lenet5,mlp --repeats 3 --out /shared/run1 \
         [--partition gpu] [--gpus-per-task 1] [--time 01:00:00] [--container dlbench.sif] [--dry-run]
+        [--sbatch=--account=abc] [--max-array-size 1001]   # every value is checked before anything is written
     python -m runner slurm submit --framework torch --launcher torchrun --nproc 4 --nnodes 2 --out /shared/ddp
     python -m runner slurm submit --framework torch,jax --set batch_size=32,64,128 --out /shared/sweep   # a sweep
     python -m runner slurm status /shared/run1
@@ -16,6 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from runner import lists
 from runner.cli import EXIT_FAILED, workload
 from runner.errors import UserError
 
@@ -41,6 +43,9 @@ def add_parser(sub) -> None:
                    help="another sbatch option, e.g. --sbatch=--account=abc (repeatable)")
     s.add_argument("--python", default=sys.executable,
                    help="the interpreter with dlbench on the compute nodes (default: this one)")
+    s.add_argument("--max-array-size", type=int, default=None, metavar="N",
+                   help="the cluster's MaxArraySize (scontrol show config): more tasks are refused before"
+                        " anything is written (default: Slurm's default, 1001)")
     s.add_argument("--parity-steps", type=int, default=50, metavar="K", help="as for run (default 50)")
     s.add_argument("--out", required=True, help="the shared folder every node sees: requests, script, records")
     s.add_argument("--dry-run", action="store_true", help="print the sbatch script; write and submit nothing")
@@ -93,7 +98,7 @@ def _submit(args) -> int:
 
     args.set, args.option, axes = sweep.split(args.set, args.option)
     work = workload.resolve(args)
-    models = [m.strip() for m in (args.models or work.spec.model).split(",") if m.strip()]
+    models = lists.items("--models", args.models) if args.models is not None else [work.spec.model]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise UserError(f"--models: unknown {', '.join(unknown)} (choose from {', '.join(MODELS)})")
@@ -101,6 +106,16 @@ def _submit(args) -> int:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     runs = _grid(args, work, models, axes)
     nodes = getattr(work.launcher, "nnodes", 1)
+    job = slurm.JobSettings(partition=args.partition, gpus_per_task=args.gpus_per_task,
+                            cpus_per_task=args.cpus_per_task, time=args.time, container=args.container,
+                            nodes=nodes, extra=tuple(args.sbatch), python=args.python,
+                            max_array_size=(slurm.MAX_ARRAY_SIZE if args.max_array_size is None
+                                            else args.max_array_size))
+    # Every value that goes into the sbatch script, and sbatch itself, before the dataset is fetched or
+    # anything is written (slurm.submit checks the script again with the dataset's folder).
+    slurm.check(args.out, len(runs) * args.repeats, job, args.data_dir)
+    if not args.dry_run:
+        slurm.require_sbatch()
     shared = Path(args.out).expanduser().resolve()
     platform = ({"name": args.platform, "source": "flag"} if args.platform else {"name": "slurm", "source": "detected"})
     # The same path on every node: a shared folder (the user cache is one where home is shared).
@@ -115,9 +130,6 @@ def _submit(args) -> int:
                 platform=platform, data_source=orchestrate._data_source(args.data_dir), command=command,
                 repeat=orchestrate.Repeats(minimum=args.repeats).repeat(i), parity_steps=args.parity_steps,
                 launcher=work.launcher.describe(), experiment=experiment))  # no probe: each node probes itself
-    job = slurm.JobSettings(partition=args.partition, gpus_per_task=args.gpus_per_task,
-                            cpus_per_task=args.cpus_per_task, time=args.time, container=args.container,
-                            nodes=nodes, extra=tuple(args.sbatch), python=args.python)
     job_id = slurm.submit(shared, requests, job, dry_run=args.dry_run)
     sweep_id = next((r.experiment["id"] for r in requests if r.experiment), None)
     if job_id:

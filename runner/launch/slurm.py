@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +47,9 @@ LOGS = "slurm/logs"
 ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING",
           "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED")
 DONE = ("ok", "below_target", "diverged", "unavailable")  # a result: resubmitting would not change it
+# Slurm's default MaxArraySize (slurm.conf): array indices 0..1000. A larger array is refused by sbatch
+# only after dlbench wrote every request; a cluster with a larger limit says so with --max-array-size.
+MAX_ARRAY_SIZE = 1001
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,127 @@ class JobSettings:
     job_name: str = "dlbench"
     extra: tuple[str, ...] = ()       # further sbatch options, e.g. --account=abc, one per #SBATCH line
     python: str = sys.executable      # the interpreter with dlbench on the compute nodes (a shared venv)
+    max_array_size: int = MAX_ARRAY_SIZE  # the cluster's MaxArraySize: more tasks are refused up front
+
+
+# What may reach the script. `#SBATCH` lines are read by sbatch's own tokenizer, not a shell: it splits at
+# whitespace, groups with '...' or "...", takes \ as an escape and an unquoted # as a comment, and reads
+# any #SBATCH line holding "hetjob" or "packjob" (any case) as a heterogeneous-job separator. A newline
+# would end the line (the rest becomes a command, and sbatch stops reading #SBATCH lines there). So
+# values there are checked against what Slurm accepts and written in double quotes where needed
+# (_sbatch_word); values in the exec line are shlex-quoted for bash. No value may hold a control
+# character: a newline or NUL cannot be written into either safely, and the script is meant to be read.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (\x9b is a terminal's CSI)
+_HETJOB = re.compile(r"hetjob|packjob", re.IGNORECASE)
+# Slurm's --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
+# days-hours:minutes:seconds; UNLIMITED / INFINITE in any case (ASCII digits only: \d takes any script's)
+_TIME = re.compile(r"[0-9]+(:[0-9]+){0,2}|[0-9]+-[0-9]+(:[0-9]+){0,2}|unlimited|infinite", re.IGNORECASE)
+_PARTITION = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*")  # one partition or a comma list of them
+_OPTION = re.compile(r"--([a-z][a-z0-9-]*)(?:=(.*))?", re.DOTALL)  # one long option: --key or --key=value
+_PLAIN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]+")  # written as is in a #SBATCH line; anything else is quoted
+OWN = ("array", "output")  # the options the layout depends on: one request per index, logs in LOGS
+
+
+def _text(flag: str, value: str) -> str:
+    """`value` if it may go into the script at all: not empty, no control character."""
+    if not value:
+        raise UserError(f"{flag}: an empty value")
+    if _CONTROL.search(value):
+        raise UserError(f"{flag} {value!r}: no control characters (newline, NUL, tab...) in a value that goes"
+                        f" into the sbatch script")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line: the script is UTF-8 text
+        raise UserError(f"{flag} {value!r}: not valid UTF-8") from None
+    return value
+
+
+def _sbatch_value(flag: str, value: str) -> str:
+    """A value for a #SBATCH line: also no "hetjob"/"packjob", which would split the job in two."""
+    _text(flag, value)
+    if _HETJOB.search(value):
+        raise UserError(f"{flag} {value!r}: sbatch reads a #SBATCH line holding 'hetjob' or 'packjob' as a"
+                        f" heterogeneous-job separator; choose another name")
+    return value
+
+
+def _sbatch_word(value: str) -> str:
+    """`value` as one token of sbatch's #SBATCH tokenizer: as is when plain, else in double quotes with
+    backslash and " escaped by a backslash (the tokenizer's escape, inside quotes too)."""
+    if _PLAIN.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _output(shared: Path) -> str:
+    """The --output pattern for Slurm's log per task. In a file name pattern % starts a replacement (%A,
+    %a), so a % of the path is written %%; a backslash turns every replacement off and is dropped (seen with
+    Slurm 22.05: no log at all), so it is refused."""
+    if "\\" in str(shared):
+        raise UserError(f"--out {str(shared)!r}: no backslash in the folder (in Slurm's --output pattern it"
+                        f" turns off %A/%a and is dropped: the logs would go to another folder)")
+    return _sbatch_word(f"{str(shared / LOGS).replace('%', '%%')}/%A_%a.out")
+
+
+def _extra(option: str) -> str:
+    """One --sbatch option: a single long option token, --key or --key=value, as a #SBATCH word."""
+    _sbatch_value("--sbatch", option)
+    m = _OPTION.fullmatch(option)
+    if not m:
+        raise UserError(f"--sbatch {option!r}: one long sbatch option, --key or --key=value"
+                        f" (e.g. --sbatch=--account=abc; repeat --sbatch for more)")
+    key, value = m.group(1), m.group(2)
+    if any(own.startswith(key) for own in OWN):  # getopt takes an unambiguous prefix (--arr) as the option
+        raise UserError(f"--sbatch {option!r}: dlbench writes --{'/--'.join(OWN)} itself (one task per request,"
+                        f" logs in {LOGS}/); use --max-array-size, or sbatch --array=... on the kept script")
+    return f"--{key}" if value is None else f"--{key}={_sbatch_word(value)}"
+
+
+def check(shared: Path | str, n_tasks: int, job: JobSettings, data_dir: str | None = None) -> None:
+    """UserError (one line) for any value that cannot go into the sbatch script as what it says; called
+    before anything is written (and by script(), so nothing unchecked is ever rendered)."""
+    _text("--out", str(shared))
+    if job.max_array_size < 1:
+        raise UserError(f"--max-array-size must be >= 1, got {job.max_array_size}")
+    if n_tasks < 1:
+        raise UserError("no runs to submit")
+    if n_tasks > job.max_array_size:
+        raise UserError(f"{n_tasks} tasks: more than --max-array-size {job.max_array_size} allows in one job array"
+                        f" (Slurm's default MaxArraySize is {MAX_ARRAY_SIZE}: indices 0-{MAX_ARRAY_SIZE - 1}); ask for"
+                        f" fewer runs, or give your cluster's (scontrol show config | grep MaxArraySize)")
+    shared = Path(shared).expanduser().resolve()
+    _sbatch_value("--out", str(shared))
+    _output(shared)
+    if job.partition is not None and not _PARTITION.fullmatch(_sbatch_value("--partition", job.partition)):
+        raise UserError(f"--partition {job.partition!r}: a partition name (letters, digits, _ . -) or a comma"
+                        f" list of them")
+    if job.time is not None and not _TIME.fullmatch(_sbatch_value("--time", job.time)):
+        raise UserError(f"--time {job.time!r}: one of Slurm's formats: MINUTES, MINUTES:SECONDS,"
+                        f" HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES, DAYS-HOURS:MINUTES:SECONDS,"
+                        f" UNLIMITED")
+    for flag, value, least in (("--gpus-per-task", job.gpus_per_task, 0), ("--cpus-per-task", job.cpus_per_task, 1),
+                               ("--nnodes", job.nodes, 1)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise UserError(f"{flag} must be a whole number >= {least}, got {value!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", job.job_name):
+        raise UserError(f"job name {job.job_name!r}: letters, digits, _ . - only")
+    for option in job.extra:
+        _extra(option)
+    # The exec line: shlex-quoted words, but a word starting with - would be read as an option of exec
+    # or of apptainer, whatever the quoting.
+    if job.container is None:
+        if _text("--python", job.python).startswith("-"):
+            raise UserError(f"--python {job.python!r}: a path to an interpreter, not an option")
+    else:
+        if _text("--container", job.container).startswith("-"):
+            raise UserError(f"--container {job.container!r}: an image (a .sif path or docker://...), not an option")
+        # apptainer's --bind is SRC[:DEST[:OPTS]],...: a , or : inside a path would change the binds
+        for flag, path in (("--out", str(shared)), ("--data-dir", data_dir)):
+            if path is not None and (re.search(r"[,:]", _text(flag, path))):
+                raise UserError(f"{flag} {path!r}: no ',' or ':' in a folder bound into the container"
+                                f" (apptainer --bind reads them as separators)")
+    if data_dir is not None:
+        _text("--data-dir", data_dir)
 
 
 def request_path(shared: Path, index: int) -> Path:
@@ -67,15 +193,17 @@ def request_path(shared: Path, index: int) -> Path:
 
 
 def script(shared: Path, n_tasks: int, job: JobSettings, data_dir: str | None = None) -> str:
-    """The sbatch script: plain, commented, and the same for every task (the array index picks the request)."""
-    shared = Path(shared).resolve()
+    """The sbatch script: plain, commented, and the same for every task (the array index picks the request).
+    Every value is checked first (check()); UserError for one that cannot be written safely."""
+    check(shared, n_tasks, job, data_dir)
+    shared = Path(shared).expanduser().resolve()
     lines = ["#!/bin/bash",
              f"# dlbench: {n_tasks} runs as one job array, each task one run request in {shared / REQUESTS}.",
              "# Written by `python -m runner slurm submit`; rerun some tasks with sbatch --array=3,5 THIS_FILE,",
-             f"# or only the missing ones with: python -m runner slurm resubmit {shared}",
+             f"# or only the missing ones with: python -m runner slurm resubmit {shlex.quote(str(shared))}",
              f"#SBATCH --job-name={job.job_name}",
              f"#SBATCH --array=0-{n_tasks - 1}",
-             f"#SBATCH --output={shared / LOGS}/%A_%a.out",
+             f"#SBATCH --output={_output(shared)}",
              "# SIGTERM 60 s before the time limit: the run records 'interrupted' instead of vanishing",
              "#SBATCH --signal=B:TERM@60"]
     if job.nodes > 1:
@@ -88,7 +216,7 @@ def script(shared: Path, n_tasks: int, job: JobSettings, data_dir: str | None = 
                         ("cpus-per-task", job.cpus_per_task), ("time", job.time)):
         if value is not None:
             lines.append(f"#SBATCH --{flag}={value}")
-    lines += [f"#SBATCH {option}" for option in job.extra]
+    lines += [f"#SBATCH {_extra(option)}" for option in job.extra]
     request = f"{shlex.quote(str(shared / REQUESTS))}/task-$(printf %03d \"$SLURM_ARRAY_TASK_ID\").request"
     run = f"python -m runner slurm task {request}"
     lines += ["set -euo pipefail"]
@@ -104,13 +232,20 @@ def script(shared: Path, n_tasks: int, job: JobSettings, data_dir: str | None = 
     return "\n".join(lines) + "\n"
 
 
+def require_sbatch() -> None:
+    """UserError unless sbatch is on PATH: checked before anything is written, so a login node without
+    Slurm leaves no half-made submission behind (which would block the next one in the same --out)."""
+    if shutil.which("sbatch") is None:
+        raise UserError("sbatch not found: run this on a Slurm login node (or use --dry-run)")
+
+
 def _sbatch(args: list[str]) -> str:
     try:
         out = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
         raise UserError("sbatch not found: run this on a Slurm login node (or use --dry-run)") from None
     if out.returncode:
-        raise UserError(f"sbatch failed: {out.stderr.strip() or out.stdout.strip()}")
+        raise UserError(f"sbatch failed: {' '.join((out.stderr.strip() or out.stdout.strip()).split())}")
     return out.stdout.strip().split(";")[0]
 
 
@@ -124,20 +259,34 @@ def _append_job(shared: Path, job_id: str, tasks: list[int]) -> None:
 def submit(shared: Path, requests: list[RunRequest], job: JobSettings, dry_run: bool = False) -> str | None:
     """Write the requests and the script into `shared` and submit the array; None under dry_run (which
     writes nothing and prints the script)."""
-    shared = Path(shared).resolve()
-    text = script(shared, len(requests), job, requests[0].data_dir if requests else None)
+    text = script(shared, len(requests), job, requests[0].data_dir if requests else None)  # checks every value
+    shared = Path(shared).expanduser().resolve()
     if dry_run:
         print(text, end="")
         return None
     if (shared / REQUESTS).exists() and any((shared / REQUESTS).iterdir()):
         raise UserError(f"{shared} already holds a submission ({REQUESTS}/): `python -m runner slurm resubmit"
                         f" {shared}` reruns its missing tasks; choose another --out for a new one")
-    for sub in (REQUESTS, LOGS):
-        (shared / sub).mkdir(parents=True, exist_ok=True)
-    for i, req in enumerate(requests):
-        atomic.write_bytes(request_path(shared, i), req.to_json().encode(), replace=False)
-    atomic.write_bytes(shared / SCRIPT, text.encode(), replace=False)
-    job_id = _sbatch([str(shared / SCRIPT)])
+    require_sbatch()
+    made: list[Path] = []  # what this call created, removed again if the submission fails
+    try:
+        for sub in (REQUESTS, LOGS):
+            for folder in reversed([shared / sub, *(shared / sub).parents]):
+                if not folder.exists():
+                    folder.mkdir()
+                    made.append(folder)
+        for i, req in enumerate(requests):
+            atomic.write_bytes(request_path(shared, i), req.to_json().encode(), replace=False)
+            made.append(request_path(shared, i))
+        atomic.write_bytes(shared / SCRIPT, text.encode(), replace=False)
+        made.append(shared / SCRIPT)
+        job_id = _sbatch([str(shared / SCRIPT)])
+    except (UserError, OSError) as e:
+        for path in reversed(made):  # files first, then the folders made for them (empty by then)
+            (path.rmdir if path.is_dir() else path.unlink)()
+        if isinstance(e, OSError):
+            raise UserError(f"--out {shared}: {e.strerror or e}") from None
+        raise
     _append_job(shared, job_id, list(range(len(requests))))
     return job_id
 
@@ -224,8 +373,9 @@ def resubmit(shared: Path, dry_run: bool = False) -> tuple[str | None, list[int]
         return None, []
     array = ",".join(map(str, again))
     if dry_run:
-        print(f"sbatch --array={array} {shared / SCRIPT}")
+        print(f"sbatch --array={array} {shlex.quote(str(shared / SCRIPT))}")
         return None, again
+    require_sbatch()  # before the requests get their new run ids
     for index in again:
         path = request_path(shared, index)
         req = replace(RunRequest.read(path), run_id=uuid.uuid4().hex)
