@@ -211,3 +211,19 @@ def test_cli_a_file_system_that_refuses_is_one_line_and_exit_2(tmp_path, flag, t
     folder = write_records(tmp_path / "recs", [run()])
     _cli_error(run_cli("report", folder, flag, target), "/proc")
 
+
+def test_page_and_figures_show_no_control_or_bidi_characters_from_records(tmp_path):
+    """compare's table turned them into spaces; the page kept a NUL, an ESC and a U+202E (which shows
+    the rest of a line reversed) from a record's strings, and the SVGs with a NUL were invalid XML."""
+    import xml.dom.minidom
+
+    bad = run(framework="tor\u202ech\x00x\x1b[31m", platform="cp\u2066u", created="2026-11-23T18:00:00Z")
+    bad["command"] = "python -m runner \u202erun\x00 --x"
+    recs = fleet() + [bad]
+    text = make_page(recs)
+    for c in ("\u202e", "\u2066", "\x00", "\x1b", "\x07"):
+        assert c not in text
+    assert "tor ch x [31m" in text and "python -m runner  run  --x" in text  # neutralised, not dropped
+    for svg in svgs(text):
+        xml.dom.minidom.parseString(svg)  # well-formed: a browser draws it
+        assert b"\x00" not in svg and b"\x1b" not in svg and "\u202e".encode() not in svg
