@@ -249,7 +249,7 @@ def test_data_fetch_and_verify(tmp_path):
     out = run_cli("data", "fetch", "--dataset", "synthetic", "--data-dir", tmp_path)
     assert out.returncode == 0 and "all files verified" in out.stdout
     assert run_cli("data", "verify", "--dataset", "synthetic", "--data-dir", tmp_path).returncode == 0
-    (tmp_path / "t10k-images-idx3-ubyte").unlink()
+    (tmp_path / "synthetic" / "t10k-images-idx3-ubyte").unlink()  # each dataset in a folder of its own
     out = run_cli("data", "verify", "--dataset", "synthetic", "--data-dir", tmp_path)
     assert out.returncode == 1 and "missing" in out.stdout and "1 file(s) missing" in out.stderr
 

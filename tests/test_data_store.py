@@ -61,8 +61,9 @@ def test_corrupt_or_truncated_cache_is_fetched_again(tmp_path):
 def test_gz_files_in_the_folder_are_a_source(tmp_path):
     for name, payload in synthetic.generate().items():
         (tmp_path / f"{name}.gz").write_bytes(gzip.compress(payload))
-    store.ensure("synthetic", tmp_path, log=quiet)
-    assert set(store.read_provenance(tmp_path).values()) == {f"folder {tmp_path}"}
+    folder = store.ensure("synthetic", tmp_path, log=quiet)
+    assert set(store.read_provenance(folder).values()) == {f"folder {tmp_path}"}
+    assert folder == tmp_path / "synthetic" and len(list(tmp_path.glob("*.gz"))) == 4  # read, kept
 
 
 def test_no_good_source_names_the_file_and_both_hashes(tmp_path, monkeypatch):
@@ -78,9 +79,13 @@ def test_no_good_source_names_the_file_and_both_hashes(tmp_path, monkeypatch):
 
 
 def test_data_dir_and_env_and_cache_locations(tmp_path, monkeypatch):
-    assert store.folder_for("mnist", tmp_path / "x") == tmp_path / "x"
+    """One folder per dataset everywhere: MNIST, Fashion-MNIST and the synthetic set share file names."""
+    assert store.folder_for("mnist", tmp_path / "x") == tmp_path / "x" / "mnist"
+    assert store.folder_for("mnist", tmp_path / "mnist") == tmp_path / "mnist"  # named after it: it is its folder
+    assert store.folder_for("fashion", tmp_path / "mnist") == tmp_path / "mnist" / "fashion"
     monkeypatch.setenv("DLBENCH_DATA_DIR", str(tmp_path / "env"))
-    assert store.folder_for("mnist") == tmp_path / "env"
+    assert store.folder_for("mnist") == tmp_path / "env" / "mnist"
+    assert store.folder_for("synthetic", tmp_path / "x") == tmp_path / "x" / "synthetic"  # the flag wins
     monkeypatch.delenv("DLBENCH_DATA_DIR")
     monkeypatch.setenv("DLBENCH_CACHE_DIR", str(tmp_path / "cache"))
     assert store.folder_for("fashion") == tmp_path / "cache" / "datasets" / "fashion"
@@ -174,3 +179,69 @@ def test_fashion_without_any_source_says_how_to_get_it(tmp_path, monkeypatch):
     assert message.startswith("train-images-idx3-ubyte: expected sha256 c59f468a")
     assert "got no file" in message and "apt-get install dataset-fashion-mnist" in message
     assert "DLBENCH_OFFLINE" in message  # the mirrors were skipped, and the message says so
+
+
+# 10. One data folder for every dataset: `--dataset synthetic --data-dir D` overwrote the verified MNIST
+# files in D ("does not match the pin"), and the next MNIST run fetched them again.
+def _stand_in(monkeypatch, name: str, salt: int) -> dict[str, bytes]:
+    """`name` (mnist, fashion) as a pinned dataset of the synthetic set's shapes and file names, other
+    bytes, and no source: the real ones are 55 MB downloads. Returns its payloads."""
+    payloads = {n: p[:-1] + bytes([(p[-1] + salt) % 10]) for n, p in synthetic.generate().items()}
+    files = {key: replace(f, sha256=hashlib.sha256(payloads[f.name]).hexdigest())
+             for key, f in zip(("train_images", "train_labels", "test_images", "test_labels"), SYN.files)}
+    monkeypatch.setitem(DATASETS, name, replace(SYN, name=name, mirrors=(), offline="none", **files))
+    return payloads
+
+
+def _snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()}
+
+
+def test_each_dataset_has_its_own_folder_in_a_given_one_and_flat_files_are_read_in_place(tmp_path, monkeypatch):
+    mnist = _stand_in(monkeypatch, "mnist", 1)
+    fashion = _stand_in(monkeypatch, "fashion", 2)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, payload in mnist.items():  # verified MNIST, flat, as an older dlbench left it
+        (data / name).write_bytes(payload)
+        (data / f"{name}.gz").write_bytes(gzip.compress(fashion[name]))  # and the user's Fashion download
+    (data / "SOURCES.json").write_text('{"train-images-idx3-ubyte": "mirror x"}')
+    before = _snapshot(data)
+
+    messages = []
+    assert store.ensure("synthetic", data, log=messages.append) == data / "synthetic"
+    assert not any("does not match the pin" in m for m in messages), messages
+    assert store.load("synthetic", data / "synthetic").sha256 == {f.name: f.sha256 for f in SYN.files}
+    # MNIST: read where it is, nothing fetched (it has no source here: a fetch would fail), nothing made
+    assert store.ensure("mnist", data, log=messages.append) == data and not (data / "mnist").exists()
+    assert store.load("mnist", data).origin == {"train-images-idx3-ubyte": "mirror x"}
+    # Fashion: from the .gz files into a folder of its own, past MNIST's files of the same names
+    assert store.ensure("fashion", data, log=messages.append) == data / "fashion"
+    assert set(store.read_provenance(data / "fashion").values()) == {f"folder {data}"}
+    monkeypatch.setenv("DLBENCH_DATA_DIR", str(data))  # the variable is the same folder
+    assert (store.ensure("mnist"), store.ensure("fashion"), store.ensure("synthetic")) == (
+        data, data / "fashion", data / "synthetic")
+    assert _snapshot(data) == before  # never written, never deleted
+
+
+def test_flat_files_an_older_dlbench_left_are_copied_into_the_datasets_folder(tmp_path):
+    """Three of four flat files (one deleted since): the three are a source, the fourth is generated;
+    the flat ones stay."""
+    payloads = synthetic.generate()
+    for name in list(payloads)[:3]:
+        (tmp_path / name).write_bytes(payloads[name])
+    before = _snapshot(tmp_path)
+    folder = store.ensure("synthetic", tmp_path, log=quiet)
+    assert folder == tmp_path / "synthetic" and [s.state for s in store.verify(SYN, folder)] == ["ok"] * 4
+    assert sorted(store.read_provenance(folder).values()) == [f"folder {tmp_path}"] * 3 + [sources.SyntheticSource.label]
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_given_folder_named_after_the_dataset_is_its_folder(tmp_path):
+    """--data-dir ~/data/mnist, or a folder ensure returned, is not nested again (no mnist/mnist/)."""
+    folder = store.ensure("synthetic", tmp_path, log=quiet)
+    assert store.ensure("synthetic", folder, log=quiet) == folder and not (folder / "synthetic").exists()
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"broken")
+    messages = []
+    assert store.ensure("synthetic", folder, log=messages.append) == folder  # repaired in place, as before
+    assert sum("does not match the pin" in m for m in messages) == 1

@@ -16,7 +16,7 @@ pytest.importorskip("jinja2", reason="the report extra is not installed: pip ins
 
 from markupsafe import escape  # noqa: E402 (Jinja2's own escaping)
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, run_cli  # noqa: E402
 from report_records import EVIL, H100, fleet, gpu_run, run  # noqa: E402
 from runner import records as recordlib  # noqa: E402
 from runner.cli import main  # noqa: E402
@@ -182,3 +182,62 @@ def test_a_data_parallel_row_and_its_one_device_row_each_get_their_own_runs():
     assert [len(r) for r in runs] == [row["runs"] for row in rows]
     for row, group in zip(rows, runs):
         assert {g["parallel"]["devices"] for g in group} == {row["devices"]}
+
+def _cli_error(proc, path) -> str:
+    """The one line a refused `report` prints; it names `path`."""
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("dlbench: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and str(path) in proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("flags", [["-o", "{FILE}/x.html"], ["--plots", "{FILE}"], ["--plots", "{FILE}/figs"]])
+def test_cli_a_target_below_a_file_is_one_line_and_exit_2(tmp_path, flags):
+    """It was a FileExistsError traceback from mkdir, after the records were read and drawn."""
+    folder = write_records(tmp_path / "recs", [run()])
+    (tmp_path / "FILE").write_text("mine")
+    proc = run_cli("report", folder, *(f.format(FILE=tmp_path / "FILE") for f in flags))
+    assert f"{tmp_path / 'FILE'} is a file, not a folder" in _cli_error(proc, tmp_path / "FILE")
+    assert (tmp_path / "FILE").read_text() == "mine" and not (tmp_path / "report.html").exists()
+
+
+def test_cli_a_page_named_as_a_folder_is_one_line_and_exit_2(tmp_path):
+    folder = write_records(tmp_path / "recs", [run()])
+    (tmp_path / "page.html").mkdir()
+    proc = run_cli("report", folder, "-o", tmp_path / "page.html")
+    assert "that is a folder" in _cli_error(proc, tmp_path / "page.html")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes in a read-only folder")
+@pytest.mark.parametrize("flag, target", [("-o", "ro/x.html"), ("--plots", "ro/figs"), ("--plots", "ro")])
+def test_cli_a_read_only_folder_is_one_line_and_exit_2(tmp_path, flag, target):
+    folder = write_records(tmp_path / "recs", [run()])
+    (tmp_path / "ro").mkdir(mode=0o555)
+    proc = run_cli("report", folder, flag, tmp_path / target)
+    assert f"cannot write in {tmp_path / 'ro'}" in _cli_error(proc, tmp_path / "ro")
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc file system")
+@pytest.mark.parametrize("flag, target", [("-o", "/proc/dlbench-x.html"), ("--plots", "/proc/dlbench-figs")])
+def test_cli_a_file_system_that_refuses_is_one_line_and_exit_2(tmp_path, flag, target):
+    """/proc refuses new files to root too (as root, os.access cannot tell: the write's error is the line)."""
+    folder = write_records(tmp_path / "recs", [run()])
+    _cli_error(run_cli("report", folder, flag, target), "/proc")
+
+
+def test_page_and_figures_show_no_control_or_bidi_characters_from_records(tmp_path):
+    """compare's table turned them into spaces; the page kept a NUL, an ESC and a U+202E (which shows
+    the rest of a line reversed) from a record's strings, and the SVGs with a NUL were invalid XML."""
+    import xml.dom.minidom
+
+    bad = run(framework="tor\u202ech\x00x\x1b[31m", platform="cp\u2066u", created="2026-11-23T18:00:00Z")
+    bad["command"] = "python -m runner \u202erun\x00 --x"
+    recs = fleet() + [bad]
+    text = make_page(recs)
+    for c in ("\u202e", "\u2066", "\x00", "\x1b", "\x07"):
+        assert c not in text
+    assert "tor ch x [31m" in text and "python -m runner  run  --x" in text  # neutralised, not dropped
+    for svg in svgs(text):
+        xml.dom.minidom.parseString(svg)  # well-formed: a browser draws it
+        assert b"\x00" not in svg and b"\x1b" not in svg and "\u202e".encode() not in svg

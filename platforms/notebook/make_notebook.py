@@ -16,7 +16,12 @@ One cell: installs dlbench (keeping this notebook's own PyTorch, TensorFlow and 
 MNIST, runs the standard workload (LeNet-5, 50 epochs) on every framework here, on the GPU if the
 notebook has one, shows the table and saves the records (Colab: a zip download, optionally Drive;
 Kaggle: /kaggle/working; JupyterHub: your home folder). For a one-minute check first, set
-`DLBENCH_ARGS="--preset smoke"` (e.g. `%env DLBENCH_ARGS=--preset smoke`) before running it."""
+`DLBENCH_ARGS="--preset smoke"` (e.g. `%env DLBENCH_ARGS=--preset smoke`) before running it.
+
+dlbench installs from what you bring: a wheel built in a dlbench checkout with `python -m build`
+(`dist/dlbench-*.whl`) and uploaded next to this notebook is found by itself (Kaggle: add it as a
+dataset); or set `DLBENCH_SOURCE` to a wheel, the path of a checkout, or a git URL
+(`%env DLBENCH_SOURCE=git+https://HOST/OWNER/dlbench`)."""
 
 
 def build() -> str:

@@ -19,20 +19,20 @@ def add_parser(sub) -> None:
                                    " sources) and check them against the pinned SHA-256.")
     p.add_argument("action", choices=("fetch", "verify"))
     p.add_argument("--dataset", choices=list(DATASETS), default="mnist")
-    p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+    p.add_argument("--data-dir", metavar="DIR", help="keep the dataset in DIR/DATASET/ (default: $DLBENCH_DATA_DIR,"
+                                                     " else the user cache); see docs/data.md")
 
 
 def main(args) -> int:
     from runner.data import store
-    from runner.data.catalog import DATASETS
 
     if args.action == "fetch":
         folder = store.ensure(args.dataset, args.data_dir)
         print(f"{args.dataset}: all files verified in {folder}")
         return 0
-    folder = store.folder_for(args.dataset, args.data_dir)
+    folder, states = store.find(args.dataset, args.data_dir)
     bad = 0
-    for s in store.verify(DATASETS[args.dataset], folder):
+    for s in states:
         bad += s.state != "ok"
         detail = "" if s.state == "ok" else f" (expected {s.file.sha256}, got {s.actual or 'no file'})"
         print(f"{s.state:8} {folder / s.file.name}{detail}")

@@ -82,21 +82,45 @@ def _load(args):
 
 def _output(args) -> Path | None:
     if args.output is None:
-        return None if args.plots or args.track else Path("report.html")
-    out = Path(args.output)
-    if out.suffix.lower() not in (".html", ".htm"):  # never write a page over a record or anything else
-        raise UserError(f"-o {out}: the page's name must end in .html")
+        out = None if args.plots or args.track else Path("report.html")
+    else:
+        out = Path(args.output)
+        if out.suffix.lower() not in (".html", ".htm"):  # never write a page over a record or anything else
+            raise UserError(f"-o {out}: the page's name must end in .html")
+    if out is not None:
+        if out.is_dir():
+            raise UserError(f"-o {out}: that is a folder; name the page's file, e.g. {out / 'report.html'}")
+        _can_make(f"-o {out}", out.parent)
+    if args.plots:
+        _can_make(f"--plots {args.plots}", Path(args.plots))
     return out
 
 
-def _write(path: Path, data: bytes) -> Path:
-    """Atomically, readable as any file the user makes (mkstemp's 0600 would hide a page from a web server)."""
+def _can_make(flag: str, folder: Path) -> None:
+    """UserError unless files can be written in `folder` or in the folders that will be made for it:
+    checked before the records are read and the figures drawn (minutes for many records), so that a
+    typo fails at once, in one line. Nothing is made here."""
+    p = folder
+    while not p.exists() and p != p.parent:  # exists() is False below a file too
+        p = p.parent
+    if not p.is_dir():
+        raise UserError(f"{flag}: {p} is a file, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):  # False on a read-only file system too
+        raise UserError(f"{flag}: cannot write in {p} (not writable)")
+
+
+def _write(flag: str, path: Path, data: bytes) -> Path:
+    """Atomically, readable as any file the user makes (mkstemp's 0600 would hide a page from a web server).
+    What _can_make cannot foresee (a full disk, a folder made read-only meanwhile) is one line too."""
     from runner import atomic
 
-    atomic.write_bytes(path, data, replace=True)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    try:
+        atomic.write_bytes(path, data, replace=True)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(path, 0o666 & ~mask)
+    except OSError as e:
+        raise UserError(f"{flag}: cannot write {path} ({e.strerror or e})") from None
     return path
 
 
@@ -107,7 +131,8 @@ def _write_plots(records, rows, priced, folder: Path, fmt: str) -> list[Path]:
     written = []
     for spec_hash, figs in page.figures(view).items():
         for name, fig in figs.items():
-            written.append(_write(folder / f"{spec_hash[:12]}-{name}.{fmt}", plots.render(fig, fmt)))
+            written.append(_write(f"--plots {folder}", folder / f"{spec_hash[:12]}-{name}.{fmt}",
+                                  plots.render(fig, fmt)))
     return written
 
 
@@ -128,7 +153,7 @@ def main(args) -> int:
 
         command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
         text = page.html(records, rows, priced, skipped, command=command, title=args.title)
-        _write(out, text.encode("utf-8"))
+        _write(f"-o {out}", out, text.encode("utf-8"))
         print(f"{out}: {len(records)} record(s), {len(text.encode()) / 1024:.0f} KiB")
     track(records, args)
     return 0

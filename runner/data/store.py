@@ -3,9 +3,13 @@
     python -m runner data fetch --dataset mnist [--data-dir DIR]
     python -m runner data verify --dataset mnist [--data-dir DIR]
 
-The folder is `--data-dir`, else $DLBENCH_DATA_DIR, else the platformdirs user cache. Every payload
-is checked against its pin when fetched and again when a run loads it: no training step ever sees
-unverified bytes. A corrupt or truncated file is fetched again; writes are atomic.
+Each dataset has a folder of its own, since MNIST, Fashion-MNIST and the synthetic set share their
+four file names: DIR/<dataset>/ in the folder given (`--data-dir DIR`, else $DLBENCH_DATA_DIR), or
+the platformdirs user cache's datasets/<dataset>/. A given folder named after the dataset
+(`--data-dir ~/data/mnist`) is that dataset's folder itself. Verified files that an older dlbench
+left flat in a given folder are still read there, and never written or deleted (docs/data.md).
+Every payload is checked against its pin when fetched and again when a run loads it: no training
+step ever sees unverified bytes. A corrupt or truncated file is fetched again; writes are atomic.
 """
 
 from __future__ import annotations
@@ -35,12 +39,28 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("dlbench"))
 
 
-def folder_for(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+def given_folder(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The folder the user gave (--data-dir, else $DLBENCH_DATA_DIR), or None for the user cache."""
     if data_dir:
         return Path(data_dir).expanduser()
     if os.environ.get("DLBENCH_DATA_DIR"):
         return Path(os.environ["DLBENCH_DATA_DIR"]).expanduser()
-    return cache_root() / "datasets" / dataset
+    return None
+
+
+def folder_for(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where `dataset`'s files are kept and fetched to: a folder of its own."""
+    given = given_folder(data_dir)
+    if given is None:
+        return cache_root() / "datasets" / dataset
+    return given if given.name == dataset else given / dataset
+
+
+def _flat(dataset: str, data_dir) -> Path | None:
+    """The given folder itself, where dlbench kept one dataset's files flat before each dataset had a
+    folder of its own; None where there is no such folder to look in."""
+    given = given_folder(data_dir)
+    return None if given is None or given == folder_for(dataset, data_dir) else given
 
 
 def _origin(data_dir) -> str:
@@ -93,18 +113,36 @@ def verify(info: DatasetInfo, folder: Path) -> list[FileStatus]:
     return out
 
 
+def find(dataset: str, data_dir=None) -> tuple[Path, list[FileStatus]]:
+    """The folder that holds `dataset`'s four verified files, and their states: its own folder
+    (folder_for), else a given folder where an older dlbench left them flat; else its own folder,
+    with what is missing or wrong there. Reads only."""
+    info = DATASETS[dataset]
+    folder = folder_for(dataset, data_dir)
+    states = verify(info, folder)
+    flat = _flat(dataset, data_dir)
+    if flat is not None and any(s.state != "ok" for s in states):
+        old = verify(info, flat)
+        if all(s.state == "ok" for s in old):  # another dataset's files there are just not ok: untouched
+            return flat, old
+    return folder, states
+
+
 def ensure(dataset: str, data_dir=None, log=None) -> Path:
-    """Make `folder_for(dataset, data_dir)` hold the four verified files; return the folder.
+    """Make `dataset`'s folder hold the four verified files; return the folder that holds them
+    (find's). Flat files in a given folder are a source here, never a target: they may be another
+    dataset's under the same names.
 
     Raises DataError naming the file and both hashes if no source gives good bytes.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     info = DATASETS[dataset]
-    folder = make_folder(folder_for(dataset, data_dir), _origin(data_dir))
-    todo = [s for s in verify(info, folder) if s.state != "ok"]
+    folder, states = find(dataset, data_dir)
+    todo = [s for s in states if s.state != "ok"]
     if not todo:
         return folder
-    chain = sources.chain(info, folder, cache_root() / "downloads")
+    make_folder(folder, _origin(data_dir))
+    chain = sources.chain(info, folder, cache_root() / "downloads", flat=_flat(dataset, data_dir))
     provenance = read_provenance(folder)
     for status in todo:
         if status.state == "mismatch":

@@ -457,12 +457,18 @@ _MARKDOWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;"
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP CSV injection)
 
 
+def neutral(text, keep: str = "") -> str:
+    """`text` with line breaks, control and bidi-override characters (but those in `keep`) as spaces:
+    a NUL or an ESC would end a row, rewrite a terminal or make an SVG invalid XML, and U+202E would
+    show the rest of a line reversed. HTML and markdown escaping leave them all as they are."""
+    return "".join(" " if c not in keep and (unicodedata.category(c) in ("Cc", "Zl", "Zp")
+                                             or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")
+                   else c for c in str(text))
+
+
 def _markdown(text) -> str:
-    """One table cell: line breaks, control and bidi-override characters become spaces (they would
-    end the row, or rewrite the terminal), then the entities above."""
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") or "\u202a" <= c <= "\u202e"
-                   or "\u2066" <= c <= "\u2069" else c for c in str(text))
-    return text.translate(_MARKDOWN)
+    """One table cell: neutral() (a line break would end the row), then the entities above."""
+    return neutral(text).translate(_MARKDOWN)
 
 
 def _csv_cell(value):

@@ -4,7 +4,8 @@
 
 The page needs nothing but itself: figures are inline SVG data URIs, the style is inline, there is no
 script, and a Content-Security-Policy forbids fetching anything. Every value from a record goes
-through Jinja2's autoescaping, so a framework called "<script>" shows as that text.
+through Jinja2's autoescaping, so a framework called "<script>" shows as that text, and, before it,
+through compare.neutral, so a NUL or a U+202E in it shows as a space, as in compare's table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from runner.report import compare, sections
 
@@ -47,8 +49,16 @@ def _usd(v) -> str:
     return "-" if v is None else (f"{v:.4f}" if v < 0.01 else f"{v:,.2f}")
 
 
+def _finalize(value):
+    """Every {{ value }}, before autoescaping: text without control or bidi-override characters (escaping
+    keeps them, and a U+202E in a framework's name would reverse the rest of its line on the page)."""
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(compare.neutral(value))
+    return compare.neutral(value) if isinstance(value, str) else value
+
+
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, finalize=_finalize,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters |= {"num": _num, "size": _size, "usd": _usd,
                     "pct": lambda v: _num(None if v is None else 100 * v, "g")}

@@ -71,8 +71,11 @@ def time_to_accuracy(items: list[dict], target) -> Figure | None:
 
 
 def _wrap(text: str, width: int = 42) -> str:
-    """Long row labels on several lines, so the bars keep most of the figure's width."""
-    return "\n".join(textwrap.fill(part, width) for part in text.split("\n"))
+    """Long row labels on several lines, so the bars keep most of the figure's width. Tick labels are
+    made at drawing time, after render's pass over the figure's text: they are neutralised here."""
+    from runner.report.compare import neutral
+
+    return "\n".join(textwrap.fill(neutral(part), width) for part in text.split("\n"))
 
 
 def _labels(items) -> list[str]:
@@ -154,6 +157,12 @@ def render(fig: Figure, fmt: str) -> bytes:
     """The figure as SVG or PNG bytes (no timestamps in the SVG: the same records give the same bytes)."""
     import matplotlib
 
+    from matplotlib.text import Text
+
+    from runner.report.compare import neutral
+
+    for text in fig.findobj(Text):  # a NUL from a record would make the SVG invalid XML: no image at all
+        text.set_text(neutral(text.get_text(), keep="\n"))  # labels wrap on purpose
     buf = io.BytesIO()
     with matplotlib.rc_context(STYLE):
         fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
