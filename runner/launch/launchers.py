@@ -229,7 +229,8 @@ def from_args(name: str, items: list[str], **given) -> Launcher:
             settings[key] = kind(text)
         except ValueError:
             raise UserError(f"--launcher-setting {item!r}: {key} must be a {kind.__name__}") from None
-        if kind is float and not math.isfinite(settings[key]):  # nan, inf, and 1e400 (read as inf)
+        # Every float setting is a duration: nan, inf, 1e400 (read as inf) and -1 are no wait.
+        if kind is float and not (math.isfinite(settings[key]) and settings[key] >= 0):
             raise UserError(f"--launcher-setting {item!r}: {key} must be a finite number >= 0, got {text}")
     return get(name, **settings, **given)
 
