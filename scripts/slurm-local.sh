@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# A real one-node Slurm on localhost, for tests and CI (needs root; MACHINES.md has the recipe).
+# A real Slurm on localhost, for tests and CI (needs root; MACHINES.md has the recipe).
 #   bash scripts/slurm-local.sh start DIR    # installs slurm-wlm + munge if missing, starts munged,
 #                                            # slurmctld, slurmd with state in DIR; prints SLURM_CONF=...
-#   bash scripts/slurm-local.sh stop DIR     # stops the three daemons by the PIDs they wrote in DIR
-# Slurm's ports (6817-6819) are fixed: one such cluster per machine at a time.
+#   bash scripts/slurm-local.sh start DIR 2  # two nodes, node1 and node2: one slurmd each on this host
+#                                            # (Debian's Slurm is built with multiple-slurmd), for srun --nodes=2
+#   bash scripts/slurm-local.sh stop DIR     # stops the daemons by the PIDs they wrote in DIR
+# Slurm's ports (6817, 6818 and up for the nodes) are fixed: one such cluster per machine at a time.
 set -euo pipefail
-cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+cmd=${1:-}; dir=${2:-}; nodes=${3:-1}
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [NODES]" >&2; exit 2; }
+[[ "$nodes" =~ ^[1-9][0-9]*$ ]] || { echo "slurm-local: NODES must be a whole number >= 1, got '$nodes'" >&2; exit 2; }
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 
 stop() {
@@ -16,8 +19,7 @@ stop() {
     scancel --user="$(id -un)" 2>/dev/null || true
     for _ in $(seq 50); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
   fi
-  for name in slurmd slurmctld munged; do
-    pidfile="$dir/$name.pid"
+  for pidfile in "$dir"/slurmd*.pid "$dir/slurmctld.pid" "$dir/munged.pid"; do
     [ -f "$pidfile" ] || continue
     pid=$(cat "$pidfile")
     if kill -0 "$pid" 2>/dev/null; then
@@ -38,7 +40,7 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >&2 \
     || { echo "slurm-local: could not install slurm-wlm munge" >&2; exit 3; }
 fi
-for port in 6817 6818; do
+for port in 6817 $(seq 6818 $((6817 + nodes))); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "slurm-local: port $port is taken (another Slurm runs here: one cluster at a time)" >&2; exit 3
   fi
@@ -52,6 +54,25 @@ munged --key-file="$dir/munge/munge.key" --socket="$socket" --pid-file="$dir/mun
   --log-file="$dir/log/munged.log" --seed-file="$dir/munge/seed" --force
 
 cpus=$(nproc); mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
+if [ "$nodes" = 1 ]; then
+  names=(localhost)
+  node_lines="NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+  slurmd_files="SlurmdPidFile=$dir/slurmd.pid
+SlurmdSpoolDir=$dir/spool
+SlurmdLogFile=$dir/log/slurmd.log"
+else
+  # Each node a slurmd of its own on this host (its own port; %n: its name in the files); NodeAddr
+  # is how jobs reach a node (torchrun's rendezvous), since node1 is no host name.
+  names=(); node_lines=""
+  for i in $(seq "$nodes"); do
+    names+=("node$i")
+    node_lines+="NodeName=node$i NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((6817 + i)) CPUs=$cpus RealMemory=$mem State=UNKNOWN"$'\n'
+  done
+  slurmd_files="SlurmdPidFile=$dir/slurmd-%n.pid
+SlurmdSpoolDir=$dir/spool/%n
+SlurmdLogFile=$dir/log/slurmd-%n.log"
+fi
+partition_nodes=$(IFS=,; echo "${names[*]}")
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=dlbench-local
 SlurmctldHost=localhost
@@ -69,20 +90,22 @@ EnforcePartLimits=ALL
 MailProg=/bin/true
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
-SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
-NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+$slurmd_files
+${node_lines%$'\n'}
+PartitionName=debug Nodes=$partition_nodes Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 export SLURM_CONF="$dir/slurm.conf"
 slurmctld -c -f "$SLURM_CONF"   # -c: a clean start, no state from an earlier cluster
-slurmd -f "$SLURM_CONF"
+if [ "$nodes" = 1 ]; then
+  slurmd -f "$SLURM_CONF"
+else
+  for name in "${names[@]}"; do mkdir -p "$dir/spool/$name"; slurmd -f "$SLURM_CONF" -N "$name"; done
+fi
 for _ in $(seq 100); do
-  if sinfo -h -o %T 2>/dev/null | grep -qx idle; then echo "SLURM_CONF=$SLURM_CONF"; exit 0; fi
+  if [ "$(sinfo -h -N -o %T 2>/dev/null | grep -cx idle)" = "$nodes" ]; then echo "SLURM_CONF=$SLURM_CONF"; exit 0; fi
   sleep 0.2
 done
-echo "slurm-local: the node did not become idle in 20 s (logs: $dir/log)" >&2
+echo "slurm-local: not every node became idle in 20 s (logs: $dir/log)" >&2
 stop; exit 1

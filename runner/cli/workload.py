@@ -119,10 +119,10 @@ def resolve(args) -> Workload:
     if not frameworks:
         raise UserError(f"no framework can run on device {device} here (see the lines above)")
     options = backends.parse_option_args(args.option, frameworks)
-    return Workload(spec, frameworks, platform, device, options, _launcher(args, spec, frameworks))
+    return Workload(spec, frameworks, platform, device, options, _launcher(args, spec, frameworks, device))
 
 
-def _launcher(args, spec, frameworks):
+def _launcher(args, spec, frameworks, device):
     """The launcher with its settings from the flags, checked against the workload before anything starts."""
     from runner.launch import launchers
 
@@ -137,4 +137,6 @@ def _launcher(args, spec, frameworks):
             raise UserError(f"--launcher torchrun starts PyTorch ranks: use --framework torch, not"
                             f" {','.join(frameworks)} (JAX spreads over devices itself: --option jax.devices=N)")
         launcher.check(spec)
+    if args.command != "slurm":  # started from here (a submission starts on its nodes and checks there)
+        launcher.check_here(spec, device)
     return launcher

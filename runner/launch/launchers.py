@@ -17,7 +17,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,11 +49,27 @@ class Launcher(abc.ABC):
 
     name: ClassVar[str]
 
+    def __post_init__(self):
+        # Checked at construction (from the command line or a request), so a bad value never reaches
+        # the request's JSON (nan and inf are not JSON) nor a signal's wait.
+        grace = getattr(self, "grace_s", 0.0)
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not math.isfinite(grace) or grace < 0:
+            raise UserError(f"launcher {self.name}: grace_s must be a finite number of seconds >= 0, got {grace!r}")
+
     def describe(self) -> LaunchSettings:
         return LaunchSettings(name=self.name, settings=dataclasses.asdict(self))
 
     def preflight(self) -> None:
         """Raise UserError if this launcher cannot start anything here (checked before any run)."""
+
+    def check_here(self, spec, device: str) -> None:
+        """Raise UserError if this launcher cannot start a child for `spec` on `device` from this
+        machine: `run` and `verify` ask before anything starts (preflight holds what also holds for a
+        submission to other machines)."""
+
+    def request_folder(self, request: RunRequest) -> str | None:
+        """Where the request file goes: None, a temporary folder on this machine (the child runs here)."""
+        return None
 
     @abc.abstractmethod
     def start(self, request_file: Path, request: RunRequest) -> Exit:
@@ -92,6 +110,29 @@ def _raise_terminated(signum, frame):
     raise _Terminated
 
 
+def check_program(program: str, who: str, setting: str = "python") -> None:
+    """Refuse, before anything starts, an interpreter the child could not be started with: looked
+    at, never run (running it would start whatever it is, which may block: a wrapper that waits)."""
+    path = shutil.which(program) if os.sep not in program else program
+    if path is None:
+        raise UserError(f"launcher {who}: {setting}={program}: not found on PATH")
+    if not os.path.exists(path):
+        raise UserError(f"launcher {who}: {setting}={program}: no such file")
+    if not os.path.isfile(path):  # follows symlinks: a link to a directory is no interpreter either
+        raise UserError(f"launcher {who}: {setting}={program}: not a file")
+    if not os.access(path, os.X_OK):
+        raise UserError(f"launcher {who}: {setting}={program}: not executable (chmod +x, or another python=)")
+
+
+def popen(command: list[str], who: str, **kwargs) -> subprocess.Popen:
+    """subprocess.Popen, with a program that cannot be started (removed or made unexecutable since
+    it was checked, or never checked: srun, an interpreter from $DLBENCH_PYTHONS) as one line."""
+    try:
+        return subprocess.Popen(command, **kwargs)
+    except OSError as e:
+        raise UserError(f"launcher {who}: cannot start {command[0]}: {e.strerror or e}") from None
+
+
 def _die_with_parent(parent: int) -> None:
     """In the child, before exec: receive SIGTERM when the parent dies, even by SIGKILL (Linux), so
     a killed `dlbench run` never leaves a worker training on."""
@@ -113,6 +154,18 @@ class ProcessLauncher(Launcher):
     python: str | None = None     # the interpreter every child runs with; None: the framework's own
     grace_s: float = 120.0        # how long a signalled child gets to write its record
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.python is not None and not self.python.strip():  # `python=`: not the default, a mistake
+            raise UserError(f"launcher {self.name}: python= is empty: give the interpreter's path"
+                            f" (or 'none' for the framework's own)")
+
+    def preflight(self) -> None:
+        # Here, not at construction: a Slurm task builds its launcher from the request on a node
+        # whose files the submitting machine need not have.
+        if self.python is not None:
+            check_program(self.python, self.name)
+
     def command(self, request_file: Path, framework: str) -> list[str]:
         """The child's command line; without a `python` setting, the interpreter of the framework's
         environment ($DLBENCH_PYTHONS: an image can hold one per framework), else this one."""
@@ -123,7 +176,7 @@ class ProcessLauncher(Launcher):
     def start(self, request_file: Path, request: RunRequest) -> Exit:
         parent = os.getpid()
         preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
-        proc = subprocess.Popen(self.command(request_file, request.framework), preexec_fn=preexec)
+        proc = popen(self.command(request_file, request.framework), self.name, preexec_fn=preexec)
 
         def wait_at_most(seconds: float) -> int:
             try:
@@ -176,6 +229,9 @@ def from_args(name: str, items: list[str], **given) -> Launcher:
             settings[key] = kind(text)
         except ValueError:
             raise UserError(f"--launcher-setting {item!r}: {key} must be a {kind.__name__}") from None
+        # Every float setting is a duration: nan, inf, 1e400 (read as inf) and -1 are no wait.
+        if kind is float and not (math.isfinite(settings[key]) and settings[key] >= 0):
+            raise UserError(f"--launcher-setting {item!r}: {key} must be a finite number >= 0, got {text}")
     return get(name, **settings, **given)
 
 
@@ -183,5 +239,5 @@ def launch(request: RunRequest, launcher: Launcher) -> Exit:
     """Write `request` where the child can read it, start the child with `launcher`, wait for it."""
     if request.launcher != launcher.describe():
         raise ValueError(f"request says launcher {request.launcher}, started with {launcher.describe()}")
-    with tempfile.TemporaryDirectory(prefix="dlbench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dlbench-", dir=launcher.request_folder(request)) as tmp:
         return launcher.start(request.write(Path(tmp) / "request.json"), request)

@@ -74,6 +74,7 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
     if isinstance(repeats, int):
         repeats = Repeats(minimum=repeats)
     launcher = launcher or launchers.get("process")
+    launcher.check_here(spec, device)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     folder = store.ensure(spec.dataset, data_dir)
     hardware, environment = probe.hardware(), probe.environment()
@@ -186,6 +187,7 @@ def verify_all(spec: Spec, frameworks: list[str], device: str, data_dir, steps: 
     from runner.parity import gate, yardstick
 
     launcher = launcher or launchers.get("process")
+    launcher.check_here(spec, device)
     folder = store.ensure(spec.dataset, data_dir)
     data = store.load_for(spec, folder)
     steps = min(steps, spec.steps_per_epoch)

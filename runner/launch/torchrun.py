@@ -16,6 +16,7 @@ file must then be on a folder every node sees (the Slurm launcher's shared folde
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class TorchrunLauncher(ProcessLauncher):
     srun: bool | None = None          # start torchrun once per node through srun; None: when nnodes > 1
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("nproc_per_node", "nnodes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -57,10 +59,47 @@ class TorchrunLauncher(ProcessLauncher):
                             f" does not divide the global batch {spec.batch_size}: every rank must take an equal"
                             f" share (choose a world size from {', '.join(map(str, divisors))})")
 
-    def command(self, request_file: Path, environ=os.environ) -> list[str]:
+    @property
+    def several(self) -> bool:
+        """Whether the ranks meet at a c10d rendezvous (several nodes) rather than --standalone."""
+        return self.nnodes > 1 or self.rdzv_endpoint is not None
+
+    @property
+    def uses_srun(self) -> bool:
+        return self.srun if self.srun is not None else self.nnodes > 1
+
+    def check_here(self, spec, device: str, environ=os.environ) -> None:
+        """Refuse what cannot start from this machine, before anything starts (`run`, `verify`; a
+        Slurm submission is started, and so checked, on its nodes): a rendezvous nobody named, an srun
+        that is not here, and batch norm over several ranks on the CPU, which the backend would refuse
+        in every rank, after torchrun's own traceback."""
+        if self.several:
+            if not self.rdzv_endpoint and not _nodelist(environ):
+                raise UserError("launcher torchrun: several nodes need rdzv_endpoint=HOST:PORT"
+                                " (or run inside a Slurm job)")
+            if not (self.rdzv_id or environ.get("SLURM_JOB_ID")):
+                raise UserError("launcher torchrun: several nodes need rdzv_id (or run inside a Slurm job)")
+        if self.uses_srun and shutil.which("srun", path=environ.get("PATH")) is None:
+            raise UserError(f"launcher torchrun: nnodes={self.nnodes} starts torchrun on each node through srun,"
+                            f" which is not on PATH here (run inside a Slurm job, or srun=false and start"
+                            f" it on each node)")
+        if self.world_size > 1 and _on_the_cpu(device):
+            from runner.workload import models
+
+            if models.has_batchnorm(spec.model):
+                raise UserError(f"launcher torchrun: {spec.model} has batch norm, which over {self.world_size} ranks"
+                                f" needs SyncBatchNorm, which PyTorch runs on CUDA only, and device {device} is not"
+                                f" CUDA here: use --nproc 1, or a CUDA GPU")
+
+    def request_folder(self, request) -> str | None:
+        # torchrun on several nodes reads the request on each: the output folder, which every node
+        # sees (rank 0 writes the record there, whichever node it lands on).
+        return request.out_dir if self.uses_srun else None
+
+    def command(self, request_file: Path, framework: str = "torch", environ=os.environ) -> list[str]:
+        """torchrun's command line (`framework` is always torch: the CLI refuses the others)."""
         run = [self.python or sys.executable, "-m", "torch.distributed.run"]
-        multi = self.nnodes > 1 or self.rdzv_endpoint is not None
-        if not multi:
+        if not self.several:
             run.append("--standalone")
         else:
             endpoint = self.rdzv_endpoint or f"{_first_node(environ)}:{RDZV_PORT}"
@@ -70,17 +109,41 @@ class TorchrunLauncher(ProcessLauncher):
             run += [f"--nnodes={self.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
                     f"--rdzv-id={job}"]
         run += [f"--nproc-per-node={self.nproc_per_node}", "-m", CHILD, str(request_file)]
-        if self.srun if self.srun is not None else self.nnodes > 1:
+        if self.uses_srun:
             run = ["srun", f"--nodes={self.nnodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", *run]
         return run
 
 
+def _nodelist(environ) -> str | None:
+    return environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+
+
+def _on_the_cpu(device: str) -> bool:
+    """Whether torch's ranks would run on the CPU: asked for, or "auto" where no NVIDIA GPU is seen
+    (NVML, as the record's probe; torch itself is not imported by the parent)."""
+    if device == "auto":
+        from runner.machine import probe
+
+        return not probe.gpus({})
+    return device not in ("cuda",) and not device.startswith("cuda:")
+
+
+def _scontrol(*args: str) -> str:
+    try:
+        out = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30)
+    except OSError as e:
+        raise UserError(f"launcher torchrun: cannot run scontrol: {e.strerror or e}") from None
+    if out.returncode or not out.stdout.strip():
+        raise UserError(f"launcher torchrun: scontrol {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
 def _first_node(environ) -> str:
-    """The first host of the Slurm allocation: where rank 0's node hosts the rendezvous."""
-    nodes = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+    """The address of the first node of the Slurm allocation, where the rendezvous is: its NodeAddr
+    (what Slurm itself reaches it at; the node's name on most clusters, not on every one)."""
+    nodes = _nodelist(environ)
     if not nodes:
         raise UserError("launcher torchrun: several nodes need rdzv_endpoint=HOST:PORT (or run inside a Slurm job)")
-    out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, timeout=30)
-    if out.returncode or not out.stdout.split():
-        raise UserError(f"launcher torchrun: scontrol show hostnames {nodes} failed: {out.stderr.strip()}")
-    return out.stdout.split()[0]
+    first = _scontrol("show", "hostnames", nodes).split()[0]
+    fields = dict(f.partition("=")[::2] for f in _scontrol("show", "node", "-o", first).split())
+    return fields.get("NodeAddr") or first
