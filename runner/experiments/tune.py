@@ -13,9 +13,10 @@ per study (study_lock): a second stops with one line, and only the holder of the
 trials a crash left running as failed (a live one is never taken for one). The sampler is TPE
 seeded from the spec's seed, the same for every framework, so they draw the same first points; a
 resumed study seeds it with seed + the trials it already holds, so it does not draw its first points
-again (both modulo 2**32, numpy's range). The objective is the best test accuracy (maximized). The pruner runs in the child, after each
-epoch (runner.launch.trial: what each --pruner does, and why median waits as it does); the parent tells
-Optuna the outcome: complete with its best accuracy, pruned, or failed.
+again (both modulo 2**32, numpy's range). The objective is the best test accuracy (maximized). The
+pruner runs in the child, after each epoch (runner.launch.trial: what each --pruner does, and why
+median waits as it does); the parent tells Optuna the outcome: complete with its best accuracy,
+pruned, or failed.
 
 SEARCH_SPACE below is the one place the search space is written.
 """

@@ -9,8 +9,8 @@ many were cut short (status interrupted: Ctrl-C, a crash or a signal; tune runs 
 place, as they count for nothing in the study either), the wall time of all of them (cut short
 ones too: time spent) and of the first N, N being the fewest trials any framework of the study has
 (the same number of trials is the fair comparison of how long a search takes), and the best K
-completed trials by best test accuracy (ties: the faster to target, then the shorter run) with their parameters, time to target
-and wall time.
+completed trials by best test accuracy (ties: the faster to target, then the shorter run) with their
+parameters, time to target and wall time.
 """
 
 from __future__ import annotations
