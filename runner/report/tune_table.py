@@ -64,8 +64,10 @@ def rows(recs: list[dict], study: str | None = None, top: int = 5) -> list[dict]
         best = sorted(done, key=lambda t: (-t["best_test_accuracy"], t["time_to_target_s"] is None,
                                            t["time_to_target_s"] or 0, t["wall_s"] or 0))[:top]
         table.append({"study": base, "name": name, "framework": framework,
+                      # a trial cut short before its framework started (a lost record) knows no version: another's
+                      "version": next((r["framework"]["version"] for r in group if r["framework"].get("version")), None),
                       # --trials of the latest command (a resumed study may have been asked for more)
-                      "version": group[0]["framework"].get("version"), "asked": _latest(group)["experiment"]["size"],
+                      "asked": _latest(group)["experiment"]["size"],
                       "trials": len(trials), **counts, "cut_short": len(every) - len(trials),
                       "wall_s": sum(t["wall_s"] or 0 for t in every),
                       "best": best, "_trials": trials})
