@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from conftest import needs_torch, run_cli
 from runner import records
 from runner.errors import UserError
-from runner.experiments import sweep
+from runner.experiments import lock, resume, sweep
+from runner.launch import launchers
 from runner.launch.orchestrate import Repeats
 from runner.report import sweep_table
 from runner.workload.spec import make_spec
@@ -105,10 +107,115 @@ def test_resume_skips_what_is_done_and_runs_the_missing_repeats():
     first, second = plan.runs[0], plan.runs[1]  # torch and jax at batch 32
     other = sweep.plan("smoke", {"dataset": "synthetic", "epochs": 2}, {}, axes, ["torch"])
     recs = [_done(plan, first), _done(plan, second, status="failed"), _done(other, other.runs[2])]
-    left = sweep.todo(plan, recs, Repeats(minimum=1))
+    here, process = resume.of(recs[0]), launchers.get("process")
+    left = sweep.todo(plan, recs, Repeats(minimum=1), here, process)
     assert [(r.framework, r.index) for r, _ in left] == [("jax", 0), ("torch", 1), ("jax", 1), ("torch", 2), ("jax", 2)]
-    left = sweep.todo(plan, recs + [_done(plan, first)], Repeats(minimum=3))
+    left = sweep.todo(plan, recs + [_done(plan, first)], Repeats(minimum=3), here, process)
     assert [(r.framework, r.index, rep.minimum) for r, rep in left][:2] == [("torch", 0, 1), ("jax", 0, 3)]
+
+
+def _elsewhere(rec, field):
+    """`rec` as another machine, or another way of running, would have made it."""
+    rec = json.loads(json.dumps(rec))
+    if field == "platform":
+        rec["platform"]["name"] = "cuda"
+    elif field == "device":
+        rec["device"]["requested"] = "cpu"
+    elif field == "hardware":
+        rec["hardware"]["cpu"]["physical_cores"] = 64
+    elif field == "gpus":
+        rec["hardware"]["gpus"] = [{"name": "NVIDIA H100"}]
+    elif field == "launcher":
+        rec["launcher"] = {"name": "container", "settings": {"image": "dlbench:cpu", "engine": None, "gpus": None,
+                                                             "python": "python", "grace_s": 120.0}}
+    elif field == "python":
+        rec["launcher"]["settings"] = {"python": "/opt/other/bin/python", "grace_s": 120.0}
+    elif field == "world_size":
+        rec["parallel"].update(world_size=2, devices=2)
+    return rec
+
+
+@pytest.mark.parametrize("field", ["platform", "device", "hardware", "gpus", "launcher", "python", "world_size"])
+def test_resume_counts_only_this_machines_own_records(field):
+    _, _, axes = sweep.split(["batch_size=32,64"], [])
+    plan = sweep.plan("smoke", {"dataset": "synthetic"}, {}, axes, ["torch"])
+    mine = [_done(plan, run) for run in plan.runs]
+    for rec in mine:
+        rec["launcher"] = {"name": "process", "settings": {"python": None, "grace_s": 120.0}}
+    here, process = resume.of(mine[0]), launchers.get("process")
+    assert sweep.todo(plan, mine, Repeats(minimum=1), here, process) == []
+    theirs = [_elsewhere(rec, field) for rec in mine]
+    left = sweep.todo(plan, theirs, Repeats(minimum=1), here, process)
+    assert [(r.framework, r.index, rep.minimum) for r, rep in left] == [("torch", 0, 1), ("torch", 1, 1)]
+    assert sweep.elsewhere(plan, theirs + mine, here, process) == 2
+
+
+def test_a_launcher_setting_that_only_says_how_long_to_wait_still_resumes():
+    _, _, axes = sweep.split(["batch_size=32,64"], [])
+    plan = sweep.plan("smoke", {"dataset": "synthetic"}, {}, axes, ["torch"])
+    recs = [_done(plan, run) for run in plan.runs]
+    for rec in recs:
+        rec["launcher"] = {"name": "process", "settings": {"python": None, "grace_s": 30.0}}
+    here = resume.here(recs[0]["platform"], recs[0]["device"]["requested"], launchers.get("process"))
+    here = resume.Machine(here.platform, here.device, resume.of(recs[0]).hardware, here.launcher)
+    assert sweep.todo(plan, recs, Repeats(minimum=1), here, launchers.get("process")) == []
+
+
+def test_the_planned_world_size_is_the_launchers_or_the_device_option():
+    assert resume.world_size(launchers.get("process"), {}) == 1
+    assert resume.world_size(launchers.get("process"), {"devices": "4"}) == 4
+    assert resume.world_size(launchers.get("process"), {"devices": "all"}) is None  # only the run can tell
+    assert resume.world_size(launchers.get("torchrun", nproc_per_node=2, nnodes=3), {}) == 6
+
+
+def test_resume_reads_the_records_in_out_not_in_its_subfolders(tmp_path):
+    _, _, axes = sweep.split(["batch_size=32,64"], [])
+    plan = sweep.plan("smoke", {"dataset": "synthetic"}, {}, axes, ["torch"])
+    first, second = (_done(plan, run) for run in plan.runs)
+    records.write(first, tmp_path)
+    records.write(second, tmp_path / "colleague")  # their copy: not this folder's
+    (tmp_path / "broken.json").write_text("{")
+    assert [r["run_id"] for r in resume.records_in(tmp_path)] == [first["run_id"]]
+    assert resume.records_in(tmp_path / "nothing-yet") == []
+
+
+# --- one sweep at a time per --out --------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from runner.experiments import lock
+with lock.held(Path(sys.argv[1]), "busy{holder}"):
+    Path(sys.argv[2]).touch()
+    time.sleep(600)
+"""
+
+
+def test_the_lock_names_its_holder_and_a_killed_holder_never_blocks(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    path, ready = tmp_path / "out" / ".sweep.lock", tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(ready)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, f"the holder ended: {holder.poll()}"
+            time.sleep(0.1)
+        with pytest.raises(UserError, match=rf"^busy \(pid {holder.pid} on .+ since .+ UTC\)$"):
+            with lock.held(path, "busy{holder}"):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no chance to clean up; the file stays behind
+        holder.wait()
+    assert path.exists()
+    with lock.held(path, "busy{holder}") as held:
+        assert held is True
+    with lock.held(path, "busy{holder}") as held:  # and once more: letting go leaves no lock
+        assert held is True
 
 
 # --- the table --------------------------------------------------------------------------------------
@@ -213,6 +320,17 @@ def test_a_real_sweep_records_each_point_resumes_and_reruns_only_what_is_missing
     assert "[point" not in again.stderr and len(_records(out)) == 2
     assert again.stdout == done.stdout  # the same table
 
+    # The same records seen from another platform (and so another device asked for): not its runs.
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    elsewhere = run_cli(*cmd[:-1], other, "--platform", "cpu", "--no-table")
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    assert "already done" not in elsewhere.stderr, elsewhere.stderr
+    assert (f"sweep {sweep_id}: 2 completed record(s) of this sweep in {other} were made elsewhere (another platform,"
+            f" device, hardware, launcher or world size): not counted as done here") in elsewhere.stderr
+    assert "[point 1/2] batch_size=32: torch" in elsewhere.stderr and "[point 2/2] batch_size=64: torch" in elsewhere.stderr
+    assert sorted(r["platform"]["name"] for r in _records(other).values()).count("cpu") == 2
+
     (name64,) = [n for n, r in _records(out).items() if r["spec"]["batch_size"] == 64]
     (out / name64).unlink()
     third = run_cli(*cmd)
@@ -256,6 +374,35 @@ def test_ctrl_c_stops_the_sweep_after_recording_the_running_point(tmp_path, synt
     assert "interrupted after 1 run(s); the same command resumes it" in rest and "[point 2/2]" not in rest
 
 
+@needs_torch
+@pytest.mark.slow
+def test_a_second_sweep_into_the_same_out_stops_in_one_line_and_a_killed_first_never_blocks(tmp_path, synthetic_dir):
+    import os
+    import socket
+
+    from conftest import ROOT
+    from held_child import Held, start
+
+    out, held = tmp_path / "sweep", Held(tmp_path / "hold")
+    cmd = ["sweep", *SMOKE, "--data-dir", synthetic_dir, "--set", "batch_size=32,64", "--out", out, "--no-table"]
+    first = start([*cmd, *held.setting()], tmp_path / "first.err", ROOT)
+    try:
+        held.wait_started(first, tmp_path / "first.err")  # its first run's child is waiting: the sweep is running
+        second = run_cli(*cmd)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert re.fullmatch(rf"dlbench: error: another sweep is running into {re.escape(str(out))} \(pid {first.pid}"
+                            rf" on {re.escape(socket.gethostname())} since [0-9-]+ [0-9:]+ UTC\): wait for it to end,"
+                            rf" or choose another --out\n", second.stderr), second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the sweep and its waiting child: no chance to clean up
+        first.wait()
+    assert (out / sweep.LOCK).exists() and _records(out) == {}
+    third = run_cli(*cmd)  # the dead sweep's lock file does not block
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "[point 1/2] batch_size=32: torch" in third.stderr and "[point 2/2] batch_size=64: torch" in third.stderr
+    assert sorted(r["status"] for r in _records(out).values()) == ["ok", "ok"]
+
+
 def test_sweep_without_an_axis_or_with_a_bad_one_says_so_in_one_line(tmp_path):
     for extra, message in ((["--set", "batch_size=64"], "sweep needs at least one axis"),
                            (["--set", "batch_size=32,x"], "'x' is not a whole number"),
@@ -270,3 +417,15 @@ def test_sweep_table_says_when_there_is_no_sweep(tmp_path):
     records.write(make_record(), tmp_path)
     done = run_cli("sweep-table", tmp_path)
     assert done.returncode == 2 and done.stderr == f"dlbench: error: no sweep records under {tmp_path}\n"
+
+
+def test_sweep_table_refuses_an_empty_id(tmp_path):
+    rec = make_record()
+    rec["experiment"] = {"kind": "sweep", "id": "sweep-abc", "point": {"batch_size": 64}, "index": 0, "size": 2,
+                         "state": None}
+    records.write(rec, tmp_path)
+    for empty in ("", " "):
+        done = run_cli("sweep-table", tmp_path, "--id", empty)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr == (f"dlbench: error: --id {empty!r}: give a sweep id (the sweep-... the sweep printed),"
+                               f" or leave --id out for every sweep\n")

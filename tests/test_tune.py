@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 
 import pytest
 
@@ -154,6 +155,78 @@ def test_the_table_counts_trials_compares_the_same_number_of_them_and_lists_the_
     assert tune_table.rows(recs, study="other") == []
 
 
+def test_trials_cut_short_do_not_count_and_the_table_says_so():
+    cut = _trial_record("torch", 1, "fail", 0.3, 2.0, size=3)
+    cut["status"] = "interrupted"  # Ctrl-C in trial 1: the study ran another in its place
+    cut["framework"]["version"] = None  # a lost record: the child never said
+    recs = [cut, _trial_record("torch", 0, "complete", 0.97, 10.0, size=3),
+            _trial_record("torch", 2, "pruned", 0.5, 3.0, size=3), _trial_record("torch", 3, "complete", 0.98, 9.0, size=3)]
+    (row,) = tune_table.rows(recs)
+    assert (row["trials"], row["asked"], row["cut_short"], row["complete"], row["pruned"], row["fail"]) == (3, 3, 1, 2, 1, 0)
+    assert (row["wall_s"], row["common_trials"]) == (24.0, 3)  # wall time of all: the cut trial's time was spent
+    text = tune_table.render([row])
+    assert re.search(r"\| torch 2.13.0\+cpu \| lenet-torch \| 3/3 \(1 cut short\) +\| 2 +\| 1 +\| 0 ", text), text
+
+
+# --- the study's file, its base spec, its seed -------------------------------------------------------
+
+def _search(**overrides):
+    return tune.Search(study="s", trials=3, timeout_s=None, pruner={"kind": "none"}, preset="smoke",
+                       overrides={"dataset": "synthetic", **overrides})
+
+
+def test_a_study_keeps_its_base_spec_and_refuses_another_in_one_line(tmp_path):
+    lines = []
+    study = tune.open_study(_search(limit_train=2048), "torch", tmp_path, log=lines.append)
+    study.tell(study.ask(tune.distributions()), 0.5)
+    again = tune.open_study(_search(limit_train=2048), "torch", tmp_path, log=lines.append)
+    assert len(again.trials) == 1 and lines == []
+    kept = make_spec("smoke", dataset="synthetic", limit_train=2048).hash[:12]
+    with pytest.raises(UserError) as e:
+        tune.open_study(_search(limit_train=512), "torch", tmp_path)
+    assert str(e.value) == (f"study s-torch in {tmp_path / 'tune-s.db'} holds trials of another base spec (spec {kept}:"
+                            f" limit_train=2048; this command: limit_train=512): give the same spec flags to resume"
+                            f" it, or another --study")
+    assert len(tune.open_study(_search(limit_train=2048), "jax", tmp_path).trials) == 0  # each framework its own
+
+
+def test_a_study_made_before_it_kept_its_spec_takes_this_ones(tmp_path):
+    study = optuna.create_study(study_name="s-torch", storage=f"sqlite:///{tmp_path / 'tune-s.db'}",
+                                direction="maximize")
+    study.tell(study.ask(tune.distributions()), 0.5)
+    lines = []
+    tune.open_study(_search(), "torch", tmp_path, log=lines.append)
+    spec = make_spec("smoke", dataset="synthetic")
+    assert lines == [f"[s-torch] this study does not say which base spec its 1 trial(s) ran: it keeps this command's"
+                     f" (spec {spec.hash[:12]}) from now on"]
+    with pytest.raises(UserError, match="holds trials of another base spec"):
+        tune.open_study(_search(epochs=2), "torch", tmp_path)
+
+
+def test_the_sampler_seed_fits_numpy_for_any_spec_seed(tmp_path):
+    assert tune.sampler_seed(42, 3) == 45 and tune.sampler_seed(2**64 - 1, 0) == 2**32 - 1
+    assert tune.sampler_seed(2**64 - 1, 1) == 0
+    study = tune.open_study(_search(seed=2**64 - 1), "torch", tmp_path)
+    for _ in range(2):
+        trial = study.ask(tune.distributions())  # TPE's numpy generator is made here
+        study.tell(trial, 0.5)
+    same = tune.open_study(_search(seed=2**32 - 1), "jax", tmp_path).ask(tune.distributions())
+    assert study.trials[0].params == same.params  # reduced, not replaced: seed and seed mod 2**32 draw alike
+
+
+def test_only_the_lock_holder_reaps_trials_left_running(tmp_path):
+    study = tune.open_study(_search(), "torch", tmp_path)
+    left = study.ask(tune.distributions())  # a crash left it running
+    tune.open_study(_search(), "torch", tmp_path, reap=False)  # no lock: it may be another tune's
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+    with tune.study_lock(tmp_path, "s") as held:
+        assert held is True
+        tune.open_study(_search(), "torch", tmp_path, reap=held)
+    (trial,) = study.get_trials()
+    assert (trial.number, trial.state.name, trial.user_attrs) == (left.number, "FAIL", {"interrupted": True})
+    assert tune.counted(study) == 0
+
+
 # --- a real search ----------------------------------------------------------------------------------
 
 BASE = ["--framework", "torch", "--dataset", "synthetic", "--preset", "smoke", "--epochs", "2", "--limit-train", "512",
@@ -213,6 +286,12 @@ def test_a_real_search_prunes_in_the_child_and_resumes_from_its_sqlite_study(tmp
 
 def test_tune_refuses_bad_input_in_one_line(tmp_path):
     for extra, message in ((["--trials", "0"], "--trials must be >= 1"),
+                           (["--trials", "2", "--study", "s" * 300],
+                            "--study: a name of 300 bytes is too long: at most 239 here (it names the file"
+                            " OUT/tune-NAME.db and SQLite's OUT/tune-NAME.db-journal)"),
+                           (["--trials", "2", "--study", "é" * 120], "a name of 240 bytes is too long"),
+                           (["--trials", "2", "--study", "a\nb"], "a plain name"),
+                           (["--trials", "2", "--study", ""], "a plain name"),
                            (["--trials", "2", "--pruner", "threshold:2"], "the threshold is a test accuracy in (0, 1]"),
                            (["--trials", "2", "--study", "a/b"], "a plain name"),
                            (["--trials", "2", "--lr", "0.01"], "learning_rate: searched by tune"),
@@ -228,7 +307,54 @@ def test_tune_table_reads_the_records_from_disk(tmp_path):
     done = run_cli("tune-table", tmp_path, "--study", "lenet", "--format", "csv")
     assert done.returncode == 0, done.stderr
     head, row = done.stdout.splitlines()
-    assert head.startswith("study,framework,version,asked,trials,complete,pruned,fail,wall_s,")
-    assert row.startswith("lenet,torch,2.13.0+cpu,4,2,1,1,0,13.0,2,13.0,1,0,0.001,64,0.97,")
+    assert head.startswith("study,framework,version,asked,trials,complete,pruned,fail,cut_short,wall_s,")
+    assert row.startswith("lenet,torch,2.13.0+cpu,4,2,1,1,0,0,13.0,2,13.0,1,0,0.001,64,0.97,")
     empty = run_cli("tune-table", tmp_path, "--study", "other")
     assert empty.returncode == 2 and empty.stderr == f"dlbench: error: no tuning records of study other under {tmp_path}\n"
+    blank = run_cli("tune-table", tmp_path, "--study", "")
+    assert blank.returncode == 2 and blank.stderr == ("dlbench: error: --study '': give a study's name (tune's --study),"
+                                                      " or leave --study out for every study\n")
+
+
+@needs_torch
+@pytest.mark.slow
+def test_a_second_tune_on_a_running_study_stops_in_one_line_and_the_first_finishes_its_trial(tmp_path, synthetic_dir):
+    import os
+    import socket
+
+    from conftest import ROOT
+    from held_child import WAIT_S, Held, start
+
+    out, held = tmp_path / "tune", Held(tmp_path / "hold")
+    cmd = ["tune", *BASE, "--data-dir", synthetic_dir, "--out", out, "--study", "t", "--trials", "1", "--pruner", "none"]
+    first = start([*cmd, *held.setting()], tmp_path / "first.err", ROOT)
+    try:
+        held.wait_started(first, tmp_path / "first.err")  # trial 0 is running: its child waits to start training
+        db = f"sqlite:///{out / 'tune-t.db'}"
+        assert [t.state.name for t in optuna.load_study(study_name="t-torch", storage=db).trials] == ["RUNNING"]
+        second = run_cli(*cmd)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert re.fullmatch(rf"dlbench: error: another tune is running study t in {re.escape(str(out / 'tune-t.db'))}"
+                            rf" \(pid {first.pid} on {re.escape(socket.gethostname())} since [0-9-]+ [0-9:]+ UTC\):"
+                            rf" wait for it to end, or choose another --study\n", second.stderr), second.stderr
+        assert [t.state.name for t in optuna.load_study(study_name="t-torch", storage=db).trials] == ["RUNNING"]
+        held.let_go()
+        first.wait(timeout=WAIT_S)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    err = (tmp_path / "first.err").read_text()
+    assert first.returncode == 0, err[-3000:]
+    (trial,) = optuna.load_study(study_name="t-torch", storage=db).trials
+    (rec,) = _trials(out)
+    assert (trial.state.name, trial.value) == ("COMPLETE", rec["metrics"]["best_test_accuracy"])
+    assert (rec["status"], rec["experiment"]["state"]) == ("ok", "complete")
+
+    # the same study with another base spec: refused, naming the study's
+    other = run_cli(*[("1024" if a == "512" else a) for a in cmd])  # --limit-train 1024 instead of 512
+    spec = make_spec("smoke", dataset="synthetic", epochs=2, limit_train=512, limit_test=256)
+    assert other.returncode == 2 and other.stderr == (
+        f"dlbench: error: study t-torch in {out / 'tune-t.db'} holds trials of another base spec (spec {spec.hash[:12]}:"
+        f" limit_train=512; this command: limit_train=1024): give the same spec flags to resume it, or another --study\n")
+    assert len(_trials(out)) == 1

@@ -5,7 +5,8 @@
     python -m runner sweep --framework jax --option jax.loop=step,scan --preset smoke --repeats 3
 
 A comma in a --set or --option value makes an axis; a single value is a fixed override, as in `run`.
-Every `run` flag applies to each point. Re-running the same command skips what is done (resume).
+Every `run` flag applies to each point. Re-running the same command skips what this machine has done
+(resume: runner.experiments.resume); a second sweep into the same --out stops while the first runs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from runner.experiments import sweep
     from runner.launch import orchestrate
-    from runner.report import compare, sweep_table
+    from runner.report import sweep_table
 
     fixed_set, fixed_options, axes = sweep.split(args.set, args.option)
     if not axes:
@@ -57,8 +58,8 @@ def main(args) -> int:
         plan, work, out, repeats, dict(data_dir=args.data_dir, command=run.command_line(),
                                        parity_steps=args.parity_steps, sampling=sampling))
     if not args.no_table:
-        recs, _ = compare.load([out])
-        print(sweep_table.render(sweep_table.rows(recs, plan.id)))
+        # this machine's records in --out, those resume counts: another machine's are another measurement
+        print(sweep_table.render(sweep_table.rows(sweep.own_records(out, work), plan.id)))
     if interrupted:
         return EXIT_INTERRUPTED
     unsaved = [o for o in outcomes if o.path.parent != out]

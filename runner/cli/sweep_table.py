@@ -23,6 +23,9 @@ def main(args) -> int:
 
     from runner.cli.compare import read
 
+    if args.id is not None and not args.id.strip():  # '' would match no sweep, not every sweep
+        raise UserError(f"--id {args.id!r}: give a sweep id (the sweep-... the sweep printed), or leave --id out"
+                        f" for every sweep")
     recs, _ = read(args.paths)
     table = sweep_table.rows(recs, args.id)
     if not table:

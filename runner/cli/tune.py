@@ -54,8 +54,6 @@ def main(args) -> int:
         raise UserError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
-    if not args.study or any(c in args.study for c in "/\\\0") or args.study.startswith("."):
-        raise UserError(f"--study {args.study!r}: a plain name (it names the file OUT/tune-NAME.db)")
     if args.launcher == "torchrun":
         raise UserError("tune runs each trial in one process (the pruner stops it after an epoch):"
                         " --launcher process or container")
@@ -68,19 +66,24 @@ def main(args) -> int:
     overrides = workload.overrides(args)
     tune.check_base(args.preset, overrides)
     sampling, out = run.run_settings(args)
+    tune.check_study_name(args.study, out)
     search = tune.Search(study=args.study, trials=args.trials, timeout_s=args.timeout, pruner=pruner,
                          preset=args.preset, overrides=overrides)
     kwargs = dict(data_dir=args.data_dir, command=run.command_line(), parity_steps=args.parity_steps, sampling=sampling)
     outcomes, interrupted = [], False
-    for framework in work.frameworks:
-        mine, interrupted = tune.run_study(search, framework, work, out, kwargs)
-        outcomes += mine
-        if interrupted:
-            break
+    with tune.study_lock(out, args.study) as held:
+        # every framework's study checked (its base spec) before the first trial runs
+        studies = {f: tune.open_study(search, f, out, reap=held) for f in work.frameworks}
+        for framework in work.frameworks:
+            mine, interrupted = tune.run_study(search, framework, studies[framework], work, out, kwargs)
+            outcomes += mine
+            if interrupted:
+                break
     if not args.no_table:
         recs, _ = compare.load([out])
         print(tune_table.render(tune_table.rows(recs, args.study, top=args.top)))
     if interrupted:
         return EXIT_INTERRUPTED
-    # A diverged trial is an answer about its hyperparameters; a failed or unavailable one is not.
-    return EXIT_FAILED if any(o.status in ("failed", "unavailable") for o in outcomes) else 0
+    # A diverged trial is an answer about its hyperparameters; a failed, unavailable or interrupted one
+    # (a signal from outside: the study stopped there) is not.
+    return EXIT_FAILED if any(o.status in ("failed", "unavailable", "interrupted") for o in outcomes) else 0

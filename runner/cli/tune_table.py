@@ -25,6 +25,9 @@ def main(args) -> int:
 
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
+    if args.study is not None and not args.study.strip():  # '' would match no study, not every study
+        raise UserError(f"--study {args.study!r}: give a study's name (tune's --study), or leave --study out"
+                        f" for every study")
     from runner.cli.compare import read
 
     recs, _ = read(args.paths)

@@ -14,7 +14,10 @@ the base spec, the fixed options and the axes, so the same command has the same 
 
 Resumable: a point x framework that already has its completed records (ok or below_target; as many
 as --repeats asks) of this grid id, point and spec_hash in --out is skipped, and the command says
-how many. Ctrl-C stops the sweep after the running worker has recorded what it finished.
+how many; only this machine's own records count (runner.experiments.resume: in --out itself, same
+platform, device, hardware, launcher and world size). Ctrl-C stops the sweep after the running
+worker has recorded what it finished. One sweep at a time per --out (runner.experiments.lock): a
+second one stops with one line while the first runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runner import backends, lists, records
+from runner.experiments import lock, resume
 from runner.errors import SpecError, UserError
 from runner.workload.spec import Spec, make_spec, parse_field
 
@@ -167,27 +171,58 @@ def _point_key(point: dict) -> str:
     return json.dumps(point, sort_keys=True)
 
 
-def done_counts(plan_: Plan, recs: list[dict]) -> Counter:
-    """Completed records per (framework, point, spec_hash) of this grid, from the records in --out."""
-    done = Counter()
-    for rec in recs:
-        exp = rec.get("experiment") or {}
-        if exp.get("kind") == "sweep" and exp.get("id") == plan_.id and rec["status"] in records.COMPLETED:
-            done[(rec["framework"]["name"], _point_key(exp["point"]), rec["spec_hash"])] += 1
-    return done
+def _ours(plan_: Plan, rec: dict) -> bool:
+    exp = rec.get("experiment") or {}
+    return exp.get("kind") == "sweep" and exp.get("id") == plan_.id and rec["status"] in records.COMPLETED
 
 
-def todo(plan_: Plan, recs: list[dict], repeats) -> list[tuple[Run, object]]:
-    """(run, its Repeats) still to do: a point x framework with `repeats.minimum` completed records is
-    done; with fewer, a fixed policy runs the missing ones, until-stable starts over."""
-    done = done_counts(plan_, recs)
+def _key(framework: str, point: dict, spec_hash: str) -> tuple:
+    return framework, _point_key(point), spec_hash
+
+
+def _made_here(plan_: Plan, machine: resume.Machine, launcher):
+    """rec -> whether this command would have made it (runner.experiments.resume): this machine,
+    platform, device and launcher, and the world size its run plans (any, where only a run can tell)."""
+    worlds = {_key(r.framework, r.point, r.spec.hash): resume.world_size(launcher, r.options) for r in plan_.runs}
+
+    def made_here(rec: dict) -> bool:
+        key = _key(rec["framework"]["name"], rec["experiment"]["point"], rec["spec_hash"])
+        return (key in worlds and resume.of(rec) == machine
+                and worlds[key] in (None, resume.recorded_world_size(rec)))
+    return made_here
+
+
+def done_counts(plan_: Plan, recs: list[dict], machine: resume.Machine, launcher) -> Counter:
+    """Completed records of this grid that this command would have made, per (framework, point, spec_hash)."""
+    made_here = _made_here(plan_, machine, launcher)
+    return Counter(_key(rec["framework"]["name"], rec["experiment"]["point"], rec["spec_hash"])
+                   for rec in recs if _ours(plan_, rec) and made_here(rec))
+
+
+def todo(plan_: Plan, recs: list[dict], repeats, machine: resume.Machine, launcher) -> list[tuple[Run, object]]:
+    """(run, its Repeats) still to do: a point x framework with `repeats.minimum` completed records
+    made here (done_counts) is done; with fewer, a fixed policy runs the missing ones, until-stable
+    starts over."""
+    done = done_counts(plan_, recs, machine, launcher)
     out = []
     for run in plan_.runs:
-        have = done[(run.framework, _point_key(run.point), run.spec.hash)]
+        have = done[_key(run.framework, run.point, run.spec.hash)]
         if have >= repeats.minimum:
             continue
         out.append((run, repeats if repeats.until_stable else replace(repeats, minimum=repeats.minimum - have)))
     return out
+
+
+def elsewhere(plan_: Plan, recs: list[dict], machine: resume.Machine, launcher) -> int:
+    """Completed records of this grid that another machine (or way of running) made: not counted."""
+    made_here = _made_here(plan_, machine, launcher)
+    return sum(_ours(plan_, rec) and not made_here(rec) for rec in recs)
+
+
+def own_records(out: Path, work) -> list[dict]:
+    """The records this machine made in --out (resume's terms): what the sweep's table shows."""
+    machine = resume.here(work.platform, work.device, work.launcher)
+    return [rec for rec in resume.records_in(out) if resume.of(rec) == machine]
 
 
 def describe(plan_: Plan, run: Run) -> str:
@@ -195,13 +230,24 @@ def describe(plan_: Plan, run: Run) -> str:
     return " ".join(axes[k].label(v) for k, v in run.point.items())
 
 
-def execute(plan_: Plan, work, out: Path, repeats, run_kwargs: dict, log=lambda m: print(m, file=sys.stderr)):
-    """Run what is left of the plan, point by point; return (outcomes, interrupted)."""
-    from runner.launch import orchestrate
-    from runner.report import compare
+LOCK = ".sweep.lock"
 
-    existing, _ = compare.load([out])
-    left = todo(plan_, existing, repeats)
+
+def execute(plan_: Plan, work, out: Path, repeats, run_kwargs: dict, log=lambda m: print(m, file=sys.stderr)):
+    """Run what is left of the plan, point by point, holding --out's lock; return (outcomes,
+    interrupted). UserError if another sweep holds the lock."""
+    with lock.held(Path(out) / LOCK, f"another sweep is running into {out}{{holder}}: wait for it to end,"
+                                     f" or choose another --out",
+                   unguarded=f"a second sweep into {out} would not be stopped"):
+        return _execute(plan_, work, Path(out), repeats, run_kwargs, log)
+
+
+def _execute(plan_: Plan, work, out: Path, repeats, run_kwargs: dict, log):
+    from runner.launch import orchestrate
+
+    machine = resume.here(work.platform, work.device, work.launcher)
+    existing = resume.records_in(out)
+    left = todo(plan_, existing, repeats, machine, work.launcher)
     total, skipped = len(plan_.runs), len(plan_.runs) - len(left)
     axes = f"{len(plan_.axes)} {'axis' if len(plan_.axes) == 1 else 'axes'}"
     log(f"sweep {plan_.id}: {axes}, {plan_.size} points, {total} point x framework runs"
@@ -209,6 +255,10 @@ def execute(plan_: Plan, work, out: Path, repeats, run_kwargs: dict, log=lambda 
     if skipped:
         log(f"sweep {plan_.id}: {skipped} of {total} point x framework runs already done in {out}, skipped"
             + ("; nothing left to run" if not left else ""))
+    others = elsewhere(plan_, existing, machine, work.launcher)
+    if others:
+        log(f"sweep {plan_.id}: {others} completed record(s) of this sweep in {out} were made elsewhere (another"
+            f" platform, device, hardware, launcher or world size): not counted as done here")
     outcomes = []
     for index in dict.fromkeys(run.index for run, _ in left):
         here = [(run, rep) for run, rep in left if run.index == index]

@@ -6,18 +6,24 @@
 
 One study per framework, named STUDY-FRAMEWORK, in OUT/tune-STUDY.db (SQLite): a search that
 crashed or was stopped resumes when the same command runs again, up to --trials trials in total
-(complete, pruned and failed ones count; a trial cut short by Ctrl-C or a crash does not). The sampler
-is TPE seeded from the spec's seed, the same for every framework, so they draw the same first points;
-a resumed study seeds it with seed + the trials it already holds, so it does not draw its first points
-again. The objective is the best test accuracy (maximized). The pruner runs in the child, after each
-epoch (runner.launch.trial: what each --pruner does, and why median waits as it does); the parent tells
-Optuna the outcome: complete with its best accuracy, pruned, or failed.
+(complete, pruned and failed ones count; a trial cut short by Ctrl-C, a crash or a signal does not).
+A study keeps the base spec it was made with (a user attribute): the same study with other spec
+flags is refused in one line, so one table never ranks two workloads' trials. One tune at a time
+per study (study_lock): a second stops with one line, and only the holder of the lock marks the
+trials a crash left running as failed (a live one is never taken for one). The sampler is TPE
+seeded from the spec's seed, the same for every framework, so they draw the same first points; a
+resumed study seeds it with seed + the trials it already holds, so it does not draw its first points
+again (both modulo 2**32, numpy's range). The objective is the best test accuracy (maximized). The
+pruner runs in the child, after each epoch (runner.launch.trial: what each --pruner does, and why
+median waits as it does); the parent tells Optuna the outcome: complete with its best accuracy,
+pruned, or failed.
 
 SEARCH_SPACE below is the one place the search space is written.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -71,6 +77,49 @@ def storage_path(out: Path, study: str) -> Path:
     return Path(out) / f"tune-{study}.db"
 
 
+# The longest file name a study makes: SQLite's rollback journal beside the study's file.
+LONGEST_FILE = "tune-{}.db-journal"
+
+
+def _name_max(out: Path) -> int:
+    """The longest file name (bytes) the file system under `out` takes (255 where it cannot say)."""
+    folder = Path(out).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+    return longest if isinstance(longest, int) and longest > 0 else 255
+
+
+def check_study_name(study: str, out: Path) -> None:
+    """--study names the file OUT/tune-STUDY.db (and SQLite's OUT/tune-STUDY.db-journal): a plain name
+    that fits a file name, checked before anything is made (SQLite would say only 'unable to open')."""
+    if (not study or any(c in study for c in "/\\\0") or study.startswith(".")
+            or not all(c.isprintable() for c in study)):
+        raise UserError(f"--study {study!r}: a plain name: no /, \\, control characters or leading dot"
+                        f" (it names the file OUT/tune-NAME.db)")
+    room = _name_max(out) - len(LONGEST_FILE.format("").encode())
+    size = len(os.fsencode(study))
+    if size > room:
+        raise UserError(f"--study: a name of {size} bytes is too long: at most {room} here (it names the file"
+                        f" OUT/tune-NAME.db and SQLite's OUT/tune-NAME.db-journal)")
+
+
+def study_lock(out: Path, study: str):
+    """The lock one tune holds on its study's file while it runs (runner.experiments.lock): a second
+    tune on the same study stops with one line, so a trial that is running is never taken for one a
+    crash left behind. Yields True, or False where the file system has no locks."""
+    from runner.experiments import lock
+
+    return lock.held(Path(out) / f".tune-{study}.lock",
+                     f"another tune is running study {study} in {storage_path(out, study)}{{holder}}: wait for it"
+                     f" to end, or choose another --study",
+                     unguarded="a second tune on this study would not be stopped; trials left running are left as"
+                               " they are")
+
+
 @dataclass(frozen=True)
 class Search:
     study: str          # the base name; each framework's study is f"{study}-{framework}"
@@ -90,17 +139,60 @@ def _quiet_optuna():
     return optuna
 
 
-def open_study(search: Search, framework: str, out: Path, seed: int):
-    """The framework's study, created or loaded; trials a crash left running are marked failed."""
+# The study's user attribute that keeps the base spec its trials were made from.
+BASE_ATTR = "dlbench_base_spec"
+
+
+def sampler_seed(seed: int, trials: int) -> int:
+    """TPE's seed: the spec's seed plus the trials the study holds, reduced to numpy's range [0, 2**32)
+    (a spec's seed may be up to 2**64 - 1); seeds below 2**32 - trials are unchanged."""
+    return (seed + trials) % 2**32
+
+
+def _value(v) -> str:
+    return "none" if v is None else format(v, "g") if isinstance(v, float) else str(v)
+
+
+def _check_base(study, base, path: Path, log) -> None:
+    """A study's trials are all of one base spec: ranking trials of two workloads, or pruning one by
+    the other's curves, would mean nothing. A study made before the spec was kept takes this one's."""
+    import json
+
+    mine = json.loads(json.dumps(base.to_dict()))
+    kept = study.user_attrs.get(BASE_ATTR)
+    if kept is None:
+        if study.trials:
+            log(f"[{study.study_name}] this study does not say which base spec its {len(study.trials)} trial(s)"
+                f" ran: it keeps this command's (spec {base.hash[:12]}) from now on")
+        study.set_user_attr(BASE_ATTR, {"hash": base.hash, "spec": mine})
+        return
+    if kept.get("hash") == base.hash:
+        return
+    theirs = kept.get("spec") or {}
+    fields = [k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k)]
+    raise UserError(f"study {study.study_name} in {path} holds trials of another base spec (spec"
+                    f" {str(kept.get('hash'))[:12]}: {', '.join(f'{k}={_value(theirs.get(k))}' for k in fields)};"
+                    f" this command: {', '.join(f'{k}={_value(mine.get(k))}' for k in fields)}): give the same"
+                    f" spec flags to resume it, or another --study")
+
+
+def open_study(search: Search, framework: str, out: Path, reap: bool = True,
+               log=lambda m: print(m, file=sys.stderr)):
+    """The framework's study, created or loaded, checked to hold this base spec's trials. With `reap`
+    (the caller holds study_lock, so no other tune is running any of its trials), trials a crash left
+    running are marked failed and cut short."""
     optuna = _quiet_optuna()
     from runner.launch.trial import make_pruner
 
+    base = make_spec(search.preset, **search.overrides)
     name = f"{search.study}-{framework}"
-    storage = f"sqlite:///{storage_path(out, search.study).resolve()}"
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                pruner=make_pruner(search.pruner))
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    path = storage_path(out, search.study)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{path.resolve()}", direction="maximize",
+                                load_if_exists=True, pruner=make_pruner(search.pruner))
+    _check_base(study, base, path, log)
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(base.seed, len(study.trials)))
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if reap else ():
         study._storage.set_trial_user_attr(stale._trial_id, "interrupted", True)  # no public setter by id
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
     return study
@@ -118,16 +210,14 @@ def _label(params: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def run_study(search: Search, framework: str, work, out: Path, run_kwargs: dict,
+def run_study(search: Search, framework: str, study, work, out: Path, run_kwargs: dict,
               log=lambda m: print(m, file=sys.stderr)) -> tuple[list, bool]:
-    """Trials for one framework until the study holds search.trials of them (or the timeout);
-    returns (outcomes, interrupted)."""
+    """Trials for one framework in its study (open_study) until it holds search.trials of them (or the
+    timeout); returns (outcomes, interrupted)."""
     from optuna.trial import TrialState
 
     from runner.launch import orchestrate
 
-    base = make_spec(search.preset, **search.overrides)
-    study = open_study(search, framework, out, base.seed)
     name, have = study.study_name, counted(study)
     if have >= search.trials:
         log(f"[{name}] {have} of {search.trials} trials already done in {storage_path(out, search.study)}:"
@@ -155,11 +245,16 @@ def run_study(search: Search, framework: str, work, out: Path, run_kwargs: dict,
         outcomes += mine
         rec = records.read(mine[0].path)
         state, best = rec["experiment"]["state"], rec["metrics"].get("best_test_accuracy")
-        if interrupted:
+        if interrupted or rec["status"] == "interrupted":  # cut short: says nothing of its parameters
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=TrialState.FAIL)
-            log(f"[{name}] interrupted in trial {trial.number}: the same command resumes the study")
-            return outcomes, True
+            if interrupted:
+                log(f"[{name}] interrupted in trial {trial.number}: the same command resumes the study")
+                return outcomes, True
+            # a signal from outside (a scheduler ending the job): stop here rather than ask again and again
+            log(f"[{name}] trial {trial.number} was interrupted from outside ({rec.get('error')}): stopping"
+                f" this study; the same command resumes it")
+            return outcomes, False
         if state == "complete" and best is not None:
             study.tell(trial, best)
         else:

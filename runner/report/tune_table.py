@@ -4,11 +4,13 @@
     python -m runner tune-table results/tune [--study NAME] [--top 5] [--format markdown|csv|json]
 
 From the trials' records (experiment.kind tune; the study name is STUDY-FRAMEWORK): per framework the
-trials recorded, how many completed, were pruned or failed (experiment.state), the wall time of all of
-them and of the first N, N being the fewest trials any framework of the study has (the same number of
-trials is the fair comparison of how long a search takes), and the best K completed trials by best
-test accuracy (ties: the faster to target, then the shorter run) with their parameters, time to target
-and wall time.
+trials that count toward --trials, how many completed, were pruned or failed (experiment.state), how
+many were cut short (status interrupted: Ctrl-C, a crash or a signal; tune runs another in their
+place, as they count for nothing in the study either), the wall time of all of them (cut short
+ones too: time spent) and of the first N, N being the fewest trials any framework of the study has
+(the same number of trials is the fair comparison of how long a search takes), and the best K
+completed trials by best test accuracy (ties: the faster to target, then the shorter run) with their
+parameters, time to target and wall time.
 """
 
 from __future__ import annotations
@@ -55,15 +57,19 @@ def rows(recs: list[dict], study: str | None = None, top: int = 5) -> list[dict]
         studies[(base_name(rec), rec["experiment"]["id"], rec["framework"]["name"])].append(rec)
     table = []
     for (base, name, framework), group in studies.items():
-        trials = sorted((_trial(r) for r in group), key=lambda t: t["trial"] if t["trial"] is not None else -1)
+        every = sorted((_trial(r) for r in group), key=lambda t: t["trial"] if t["trial"] is not None else -1)
+        trials = [t for t in every if t["status"] != "interrupted"]  # those that count toward --trials
         counts = {s: sum(t["state"] == s for t in trials) for s in STATES}
         done = [t for t in trials if t["state"] == "complete" and t["best_test_accuracy"] is not None]
         best = sorted(done, key=lambda t: (-t["best_test_accuracy"], t["time_to_target_s"] is None,
                                            t["time_to_target_s"] or 0, t["wall_s"] or 0))[:top]
         table.append({"study": base, "name": name, "framework": framework,
+                      # a trial cut short before its framework started (a lost record) knows no version: another's
+                      "version": next((r["framework"]["version"] for r in group if r["framework"].get("version")), None),
                       # --trials of the latest command (a resumed study may have been asked for more)
-                      "version": group[0]["framework"].get("version"), "asked": _latest(group)["experiment"]["size"],
-                      "trials": len(trials), **counts, "wall_s": sum(t["wall_s"] or 0 for t in trials),
+                      "asked": _latest(group)["experiment"]["size"],
+                      "trials": len(trials), **counts, "cut_short": len(every) - len(trials),
+                      "wall_s": sum(t["wall_s"] or 0 for t in every),
                       "best": best, "_trials": trials})
     for base in {r["study"] for r in table}:
         mine = [r for r in table if r["study"] == base]
@@ -94,7 +100,8 @@ def _ttt(t: dict) -> str:
 def _summary(r: dict) -> dict:
     top = r["best"][0] if r["best"] else None
     return {"framework": f"{r['framework']} {r['version'] or ''}".strip(), "study": r["name"],
-            "trials": f"{r['trials']}/{r['asked']}", "complete": str(r["complete"]), "pruned": str(r["pruned"]),
+            "trials": f"{r['trials']}/{r['asked']}" + (f" ({r['cut_short']} cut short)" if r["cut_short"] else ""),
+            "complete": str(r["complete"]), "pruned": str(r["pruned"]),
             "failed": str(r["fail"]), "wall s (all)": _num(r["wall_s"], ".1f"),
             f"wall s (first {r['common_trials']})": _num(r["common_wall_s"], ".1f"),
             "best acc %": "-" if top is None else f"{100 * top['best_test_accuracy']:.2f}",
@@ -128,7 +135,7 @@ def render(table: list[dict], fmt: str = "markdown") -> str:
         import io
 
         buf = io.StringIO()
-        head = ["study", "framework", "version", "asked", "trials", *STATES, "wall_s", "common_trials",
+        head = ["study", "framework", "version", "asked", "trials", *STATES, "cut_short", "wall_s", "common_trials",
                 "common_wall_s", "rank", "trial", *names, "best_test_accuracy", "time_to_target_s",
                 "target_epoch", "epochs", "trial_wall_s"]
         writer = csv.DictWriter(buf, fieldnames=head, lineterminator="\n", restval="")
