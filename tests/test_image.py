@@ -50,7 +50,7 @@ def test_dockerfile_runs_the_runner_as_a_user_with_volumes(dockerfile):
     assert 'ENTRYPOINT ["python", "-m", "runner"]' in text
     assert 'VOLUME ["/results", "/data"]' in text and "USER 1000:1000" in text
     # issue 27: the records go to the mounted volume whatever `--out` defaults to outside the image
-    assert "ENV DLBENCH_OUT=/results" in text
+    assert "\n    DLBENCH_OUT=/results \\\n" in text
     assert "--require-hashes" in text and f"images/{dockerfile.parent.name}/" in text and ".lock" in text
     for label in ("version", "revision", "source"):
         assert f"org.opencontainers.image.{label}=" in text
