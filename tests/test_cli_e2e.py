@@ -50,6 +50,21 @@ def test_help_lists_the_subcommands():
     (["run", "--until-stable", "--max-repeats", "2"], "--max-repeats (2) is below --repeats (3)"),
     (["run", "--until-stable", "--cv-threshold", "0"], "--cv-threshold must be > 0"),
     (["run", "--sample-interval", "0"], "--sample-interval must be > 0"),
+    # issue 27: an empty --out was taken as the current folder
+    (["run", "--out", ""], "--out '': an empty folder name (name a folder, e.g. --out dlbench-results)"),
+    (["run", "--out", " "], "--out ' ': an empty folder name (name a folder, e.g. --out dlbench-results)"),
+    # issue 27: a seed past 2^64-1 was accepted, by its flag and by --set
+    (["run", "--seed", str(2**64)], f"seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got {2**64}"),
+    (["run", "--set", f"seed={2**64}"],
+     f"seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got {2**64}"),
+    (["verify", "--seed", "-1"], "seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got -1"),
+    # issue 27: --steps past one epoch was cut to the epoch's steps (32 in smoke) without a word
+    (["verify", "--preset", "smoke", "--framework", "torch", "--steps", "100000"],
+     "--steps 100000 exceeds the 32 steps of one epoch here (2048 training samples / batch 64); the parity"
+     " check compares steps of epoch 0: use --steps <= 32"),
+    (["verify", "--framework", "torch", "--batch-size", "60000", "--steps", "2"],
+     "--steps 2 exceeds the 1 steps of one epoch here (60000 training samples / batch 60000); the parity"
+     " check compares steps of epoch 0: use --steps <= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     out = run_cli(*args)
@@ -62,6 +77,32 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 def test_unknown_platform_from_env_is_refused():
     out = run_cli("run", "--preset", "smoke", env={**os.environ, "DLBENCH_PLATFORM": "toaster"})
     assert out.returncode == 2 and "unknown platform 'toaster' from DLBENCH_PLATFORM" in out.stderr
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("env, folder", [({}, "dlbench-results"), ({"DLBENCH_OUT": "elsewhere"}, "elsewhere")])
+def test_records_go_to_an_untracked_folder_by_default_or_to_DLBENCH_OUT(tmp_path, synthetic_dir, env, folder):
+    """issue 27: the default --out was results/, the committed records' folder; the images set DLBENCH_OUT."""
+    cmd = [sys.executable, "-m", "runner", "run", "--framework", "torch", "--preset", "smoke", "--dataset",
+           "synthetic", "--data-dir", str(synthetic_dir), "--limit-train", "256", "--parity-steps", "0",
+           "--platform", "cpu", "--no-table"]
+    environ = {k: v for k, v in os.environ.items() if k != "DLBENCH_OUT"}
+    environ.update(PYTHONPATH=str(ROOT), **env)
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environ)
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [folder]
+    (rec,) = _records(tmp_path / folder)
+    assert rec["status"] == "ok"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "dlbench-results/x.json"], cwd=ROOT)
+    assert ignored.returncode == 0  # git status stays clean after a first run in the repository
+
+
+def test_the_default_out_is_not_the_committed_results_folder():
+    out = run_cli("run", "--help")
+    assert "default: $DLBENCH_OUT, else ./dlbench-results" in " ".join(out.stdout.split())
+    for command in ("ensemble", "per-sample-grads", "sweep", "tune"):
+        assert "else ./dlbench-results" in " ".join(run_cli(command, "--help").stdout.split()), command
 
 
 @needs_torch

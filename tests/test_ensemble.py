@@ -210,12 +210,33 @@ def test_a_study_record_never_joins_a_training_row_even_with_the_same_spec():
     (["--models", "600", "--dataset", "synthetic"],
      "--models 600 x --batch 64 needs 38400 samples; synthetic has 4096"),
     (["--launcher-setting", "image=x"], "--launcher-setting 'image=x': expected KEY=VALUE"),
+    # issue 27: an empty item was dropped, an empty --out taken as the current folder, any seed accepted
+    (["--models", "1,,4"], "--models '1,,4': an empty value in the list"),
+    (["--out", ""], "--out '': an empty folder name (name a folder, e.g. --out dlbench-results)"),
+    (["--seed", str(2**64)], f"seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got {2**64}"),
+    (["--seed", str(2**64 - 4), "--models", "1,8"],
+     f"--seed {2**64 - 4} with --models 8: model 7's seed would pass 2^64-1 (18446744073709551615);"
+     f" use --seed <= {2**64 - 8}"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     done = run_cli("ensemble", *args)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("dlbench: error: ") and message in line, line
+
+
+def test_table_says_how_many_records_it_left_out_and_why(tmp_path):
+    """issue 27: `ensemble --table` on training records printed an empty table and nothing else."""
+    for i in range(2):
+        (tmp_path / f"train{i}.json").write_text(json.dumps(make_record()))
+    psg = make_record()
+    psg["kind"] = "per_sample_grads"
+    (tmp_path / "psg.json").write_text(json.dumps(psg))
+    done = run_cli("ensemble", "--table", tmp_path, "--format", "csv")
+    assert done.returncode == 0 and done.stdout.strip() == ""
+    assert done.stderr.strip().splitlines() == [
+        "dlbench: 3 record(s) left out of the ensemble table, not ensemble records (1 per_sample_grads: python -m"
+        " runner per-sample-grads --table PATH; 2 train: python -m runner compare PATH)"]
 
 
 # ---- statuses: a device that is not there, an interruption ----

@@ -49,6 +49,8 @@ def test_dockerfile_runs_the_runner_as_a_user_with_volumes(dockerfile):
     text = dockerfile.read_text()
     assert 'ENTRYPOINT ["python", "-m", "runner"]' in text
     assert 'VOLUME ["/results", "/data"]' in text and "USER 1000:1000" in text
+    # issue 27: the records go to the mounted volume whatever `--out` defaults to outside the image
+    assert "\n    DLBENCH_OUT=/results \\\n" in text
     assert "--require-hashes" in text and f"images/{dockerfile.parent.name}/" in text and ".lock" in text
     for label in ("version", "revision", "source"):
         assert f"org.opencontainers.image.{label}=" in text
@@ -113,6 +115,7 @@ def test_cpu_image_config(cpu_image):
     assert config["User"] == "1000:1000"
     assert set(config["Volumes"]) == {"/results", "/data"}
     assert config["Entrypoint"] == ["python", "-m", "runner"]
+    assert "DLBENCH_OUT=/results" in config["Env"]  # every command's --out default: the mounted volume
     labels = config["Labels"]
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert labels["org.opencontainers.image.revision"].startswith(head)
@@ -261,6 +264,30 @@ def test_no_engine_is_one_line_and_exit_2(action, tmp_path):
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"dlbench: error: no container engine answers at unix://{tmp_path}/nothing.sock")
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("action, message", [
+    (["run", "cpu", "--results", ""], "--results '': an empty folder name (name a folder, e.g. --results results-image)"),
+    (["build", "cpu", "--log-dir", ""],
+     "--log-dir '': an empty folder name (name a folder, e.g. --log-dir results-image/logs)"),
+])
+def test_an_empty_folder_is_refused_before_the_engine(action, message, tmp_path):
+    """issue 27: `--results ''` would have mounted the current folder at /results."""
+    done = _cli(*["image", *action, "--engine", f"unix://{tmp_path}/nothing.sock"], timeout=60)
+    assert done.returncode == 2 and done.stderr == f"dlbench: error: {message}\n", done.stderr
+
+
+@pytest.mark.slow
+def test_cpu_image_writes_to_the_mounted_folder_with_an_explicit_subcommand(cpu_image, tmp_path):
+    """issue 27: with `run` named and no --out, the records still land in the mounted /results (the
+    image's DLBENCH_OUT), not in a folder of the container's that vanishes with it."""
+    results = tmp_path / "results"
+    done = _run(cpu_image, results, "run", "--preset", "smoke", "--dataset", "synthetic", "--framework", "torch",
+                "--parity-steps", "0", "--no-table")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (path,) = results.glob("*.json")
+    assert records.read(path)["status"] == "ok"
+    assert done.stdout.strip() == f"torch: ok -> /results/{path.name}"
 
 
 @pytest.fixture(scope="module")

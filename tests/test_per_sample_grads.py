@@ -135,9 +135,30 @@ def test_per_sample_rows_pair_vmap_and_loop_and_compute_the_speedup():
     (["--framework", "flux"], "per-sample-grads runs on torch, jax, tensorflow, not flux"),
     (["--framework", "caffe"], "unknown framework caffe"),
     (["--table", "/nonexistent/records"], "no such file or folder"),
+    # issue 27: `16,,64` ran 16 and 64; an empty --out was the current folder; any seed was accepted
+    (["--batch-sizes", "16,,64"], "--batch-sizes '16,,64': an empty value in the list"),
+    (["--batch-sizes", ",16"], "--batch-sizes ',16': an empty value in the list"),
+    (["--out", ""], "--out '': an empty folder name (name a folder, e.g. --out dlbench-results)"),
+    (["--seed", str(2**64)], f"seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got {2**64}"),
+    (["--seed", "-1"], "seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got -1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     done = run_cli("per-sample-grads", *args)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("dlbench: error: ") and message in line, line
+
+
+def test_table_says_how_many_records_it_left_out_and_why(tmp_path):
+    """issue 27: a --table of other records printed an empty table and nothing about them."""
+    (tmp_path / "train.json").write_text(json.dumps(make_record()))
+    done = run_cli("per-sample-grads", "--table", tmp_path)
+    assert done.returncode == 0 and "(no operations measured)" in done.stdout
+    assert done.stderr.strip().splitlines() == [
+        "dlbench: 1 record(s) left out of the per-sample-grads table, not per-sample-grads records"
+        " (1 train: python -m runner compare PATH)"]
+    mine = make_record()
+    mine["kind"] = "per_sample_grads"
+    (tmp_path / "train.json").write_text(json.dumps(mine))
+    done = run_cli("per-sample-grads", "--table", tmp_path)
+    assert done.returncode == 0 and done.stderr == ""  # nothing left out, nothing said

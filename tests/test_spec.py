@@ -106,6 +106,8 @@ def test_non_finite_numbers_are_refused(field, value):
     ({"learning_rate": "0.001"}, "learning_rate must be a number, got '0.001'"),
     ({"epochs": True}, "epochs must be a whole number"),
     ({"seed": 1.5}, "seed must be a whole number"),
+    ({"seed": -1}, "seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got -1"),
+    ({"seed": 2**64}, f"seed must be a whole number from 0 to 2^64-1 (18446744073709551615), got {2**64}"),
     ({"beta2": -0.1}, "beta2 must be in [0, 1)"),
     ({"learning_rate": 10**400}, "learning_rate must be a finite number > 0"),
     ({"eps": -1e-8}, "eps must be a finite number > 0"),
@@ -148,3 +150,8 @@ def test_hash_of_is_what_the_spec_hashes():
     s = make_spec(epochs=3)
     assert hash_of(s.to_dict()) == s.hash
     assert hash_of({**s.to_dict(), "epochs": 4}) == make_spec(epochs=4).hash
+
+
+def test_the_largest_seed_is_2_to_the_64_minus_1():
+    assert make_spec(seed=2**64 - 1).seed == 2**64 - 1
+    assert make_spec(seed=0).seed == 0

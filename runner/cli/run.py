@@ -1,7 +1,7 @@
 """`run`: the workload on one or more frameworks, one child process per run, one record each, the table.
 
     python -m runner run --framework torch --preset smoke
-    python -m runner run --framework all --repeats 3 --out results/mine
+    python -m runner run --framework all --repeats 3 --out dlbench-results/mine
     python -m runner run --framework torch --until-stable --cv-threshold 0.03 --max-repeats 10
 """
 
@@ -49,7 +49,7 @@ def add_run_arguments(p, parity_steps: int = 50, repeats: bool = True) -> None:
     p.add_argument("--parity-steps", type=int, default=parity_steps, metavar="K",
                    help="after training, check the first K steps against the float64 reference and record"
                         f" the result (default {parity_steps}; 0 skips it)")
-    p.add_argument("--out", default="results", help="folder for the records (default: results)")
+    add_out_argument(p)
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
 
 
@@ -111,7 +111,27 @@ def run_settings(args):
     return Sampling(interval_s=args.sample_interval, write_samples=args.samples), out_dir(args.out)
 
 
+# Not `results/`: that folder holds the committed records, and a first run landing among them would
+# mix into `compare results/`. The images set DLBENCH_OUT=/results (their mounted volume), so a run
+# inside one writes there whatever this default is.
+DEFAULT_OUT = "dlbench-results"
+
+
+def default_out() -> str:
+    return os.environ.get("DLBENCH_OUT") or DEFAULT_OUT
+
+
+def add_out_argument(p) -> None:
+    """--out for every command that writes records (run, sweep, tune, ensemble, per-sample-grads)."""
+    p.add_argument("--out", default=default_out(),
+                   help=f"folder for the records (default: $DLBENCH_OUT, else ./{DEFAULT_OUT}; results/ holds"
+                        f" the repository's committed records)")
+
+
 def out_dir(text: str) -> Path:
+    # Path("") is ".": an empty --out (an unset shell variable) would scatter records in the current folder
+    if not text.strip():
+        raise UserError(f"--out {text!r}: an empty folder name (name a folder, e.g. --out {DEFAULT_OUT})")
     out = Path(text).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)

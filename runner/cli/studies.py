@@ -1,7 +1,7 @@
 """The arguments and the flow `ensemble` and `per-sample-grads` share (runner.cli.ensemble, .per_sample_grads).
 
-    python -m runner ensemble --framework torch,jax --device cuda --out results/studies
-    python -m runner per-sample-grads --table results/studies --format csv     # tables of records already written
+    python -m runner ensemble --framework torch,jax --device cuda --out dlbench-results/studies
+    python -m runner per-sample-grads --table dlbench-results/studies --format csv     # tables of records already written
 
 Where each framework runs (--device, --platform, --launcher with its settings), which data (--dataset,
 --data-dir, --seed), where the records go (--out) and how the table is printed (--format, --no-table),
@@ -34,7 +34,9 @@ def add_arguments(p, frameworks: tuple[str, ...]) -> None:
                    help="how each framework's process is started (default: process; container: in an image)")
     p.add_argument("--launcher-setting", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the launcher, recorded with the run (repeatable), as for `run`")
-    p.add_argument("--out", default="results", help="folder for the records (default: results)")
+    from runner.cli.run import add_out_argument
+
+    add_out_argument(p)
     p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown", help="the table's format")
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
     p.add_argument("--table", nargs="+", metavar="PATH",
@@ -48,8 +50,27 @@ def print_table(paths, kind: str, fmt: str) -> int:
     from runner.cli.compare import read
 
     records, _ = read(paths)
+    note = left_out(records, kind)
+    if note:
+        print(note, file=sys.stderr)
     print(studies.render(records, kind, fmt))
     return 0
+
+
+def left_out(records: list[dict], kind: str) -> str | None:
+    """One line on the records under the paths that are not this study's (training runs, the other
+    study), which its table leaves out: an empty table should not look like an empty folder."""
+    from collections import Counter
+
+    others = Counter(r.get("kind", "train") for r in records if r.get("kind", "train") != kind)
+    if not others:
+        return None
+    command = kind.replace("_", "-")
+    theirs = "; ".join(f"{n} {k}: python -m runner " + ("compare PATH" if k == "train" else
+                                                         f"{k.replace('_', '-')} --table PATH")
+                       for k, n in sorted(others.items()))
+    return (f"dlbench: {sum(others.values())} record(s) left out of the {command} table, not {command} records"
+            f" ({theirs})")
 
 
 def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:

@@ -19,7 +19,7 @@ FRAMEWORKS = tuple(child.FRAMEWORKS[JOB])
 def plan(arch: str, models: list[int], batch: int, iterations: int, warmup: int, dataset: str, seed: int):
     """(spec, settings) for the children; UserError for anything that cannot run."""
     from runner.experiments import studies
-    from runner.workload.spec import make_spec
+    from runner.workload.spec import MAX_SEED, make_spec
 
     if arch not in ARCHS:
         raise UserError(f"unknown arch {arch!r} (choose from {', '.join(ARCHS)})")
@@ -27,6 +27,9 @@ def plan(arch: str, models: list[int], batch: int, iterations: int, warmup: int,
     studies.at_least("--iterations", iterations, 1)
     studies.at_least("--warmup", warmup, 0)
     spec = make_spec("standard", model=arch, dataset=dataset, batch_size=batch, seed=seed)
+    if seed + max(models) - 1 > MAX_SEED:  # model i starts from seed + i: each one a valid seed too
+        raise UserError(f"--seed {seed} with --models {max(models)}: model {max(models) - 1}'s seed would pass"
+                        f" 2^64-1 ({MAX_SEED}); use --seed <= {MAX_SEED - max(models) + 1}")
     if spec.steps_per_epoch < max(models):
         raise UserError(f"--models {max(models)} x --batch {batch} needs {max(models) * batch} samples;"
                         f" {dataset} has {spec.n_train}")

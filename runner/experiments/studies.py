@@ -80,9 +80,12 @@ def exit_code(outcomes: list[Outcome], interrupted: bool) -> int:
 
 
 def parse_sizes(flag: str, text: str) -> list[int]:
-    """"1,2,4,8" -> [1, 2, 4, 8] (sorted, each once); UserError unless every one is a whole number >= 1."""
+    """"1,2,4,8" -> [1, 2, 4, 8] (sorted, each once); UserError unless every one is a whole number >= 1
+    (an empty item too: runner.lists)."""
+    from runner.lists import items
+
     try:
-        sizes = [int(t) for t in text.split(",") if t.strip()]
+        sizes = [int(t) for t in items(flag, text)]
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:

@@ -197,6 +197,10 @@ def make_spec(preset: str = "standard", **overrides: Any) -> Spec:
     return validate(Spec(**fields))
 
 
+# A seed is an unsigned 64-bit word, the range RNG seeds take (torch.manual_seed refuses more) and what
+# a JSON reader of the record can hold; a larger one was accepted and made the vmap gradient check fail.
+MAX_SEED = 2**64 - 1
+
 _KIND = {str: "a string", int: "a whole number", float: "a number"}
 
 
@@ -254,8 +258,8 @@ def validate(spec: Spec) -> Spec:
     _finite(spec, "weight_decay", 0, strict=False)
     _finite(spec, "norm_mean")
     _finite(spec, "norm_std", 0)
-    if spec.seed < 0:
-        raise SpecError(f"seed must be a whole number >= 0, got {spec.seed!r}")
+    if not 0 <= spec.seed <= MAX_SEED:
+        raise SpecError(f"seed must be a whole number from 0 to 2^64-1 ({MAX_SEED}), got {reprlib.repr(spec.seed)}")
     if spec.target_accuracy is not None and not 0 < spec.target_accuracy <= 1:
         raise SpecError(f"target_accuracy must be in (0, 1], got {spec.target_accuracy!r}")
     info = DATASETS[spec.dataset]
