@@ -6,7 +6,7 @@
 #   bash scripts/podman.sh save cuda dlbench-cuda.tar   # docker-archive for `apptainer build x.sif docker-archive://x.tar`
 #   eval "$(bash scripts/podman.sh env)"         # the same podman settings in this shell, for podman by hand
 # Everything podman keeps (storage, run state, tmp, config) lives in $DLBENCH_PODMAN_DIR (default .podman/).
-# Why each setting: ../shared/MACHINES.md -> "Containers without a Docker engine" (crun fails on this
+# Why each setting: docs/machines.md -> "Containers without a Docker engine" (crun fails on this
 # hybrid cgroup setup: runc; the default ulimits ask for more than allowed; no registry: a local base).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
