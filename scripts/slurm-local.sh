@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real Slurm on localhost, for tests and CI (needs root; MACHINES.md has the recipe).
+# A real Slurm on localhost (one node, or N), for tests and CI (needs root; why each setting: docs/machines.md).
 #   bash scripts/slurm-local.sh start DIR    # installs slurm-wlm + munge if missing, starts munged,
 #                                            # slurmctld, slurmd with state in DIR; prints SLURM_CONF=...
 #   bash scripts/slurm-local.sh start DIR 2  # two nodes, node1 and node2: one slurmd each on this host
