@@ -40,6 +40,32 @@ def synthetic_dir(tmp_path_factory, _isolated_caches) -> Path:
     return store.ensure("synthetic", tmp_path_factory.mktemp("synthetic"), log=lambda m: None)
 
 
+def local_slurm(work: Path, nodes: int = 1):
+    """Start scripts/slurm-local.sh in `work` (`nodes` slurmd on this host), point SLURM_CONF at it for
+    every subprocess, yield `work`, then stop it and restore SLURM_CONF. Skips with the script's reason
+    where it cannot run (not root, no apt, Slurm's fixed ports taken by another local cluster). For
+    fixtures: `yield from local_slurm(...)`."""
+    import time
+    script = ROOT / "scripts" / "slurm-local.sh"
+    t0 = time.monotonic()
+    out = subprocess.run(["bash", str(script), "start", str(work), str(nodes)], capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode == 3:
+        pytest.skip(f"no local Slurm: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 0, out.stderr
+    saved = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(work / "slurm.conf")
+    print(f"\nslurm-local ({nodes} node(s)): up in {time.monotonic() - t0:.1f} s")
+    try:
+        yield work
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(work)], timeout=120)
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
+
+
 def run_cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
     """`python -m runner ARGS` in a subprocess, as a user would type it."""
     return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=ROOT, capture_output=True,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, needs_torch, run_cli
+from conftest import ROOT, local_slurm, needs_torch, run_cli
 from runner.errors import UserError
 from runner.launch import launchers
 from runner.request import Repeat, RunRequest, Sampling
@@ -153,20 +153,7 @@ def test_batch_norm_over_cpu_ranks_is_refused_before_torchrun_starts(tmp_path, c
 def two_node_slurm(tmp_path_factory, _isolated_caches):
     """A real Slurm with two nodes (two slurmd on this host) for this module; skipped with the script's
     reason where it cannot run (not root, no apt, Slurm's ports taken: test_slurm's one-node cluster)."""
-    work = tmp_path_factory.mktemp("slurm2")
-    script = ROOT / "scripts" / "slurm-local.sh"
-    out = subprocess.run(["bash", str(script), "start", str(work), "2"], capture_output=True, text=True, timeout=600)
-    if out.returncode == 3:
-        pytest.skip(f"no local Slurm: {out.stderr.strip().splitlines()[-1]}")
-    assert out.returncode == 0, out.stderr
-    saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(work / "slurm.conf")
-    yield work
-    subprocess.run(["bash", str(script), "stop", str(work)], timeout=120)
-    if saved is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = saved
+    yield from local_slurm(tmp_path_factory.mktemp("slurm2"), nodes=2)
 
 
 @pytest.mark.slow

@@ -3,14 +3,13 @@ started by scripts/slurm-local.sh from a temp dir and stopped by PID): records, 
 the merged table, status, a lost task resubmitted alone, a cancelled task's record, torchrun in sbatch."""
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, needs_torch, run_cli
+from conftest import ROOT, local_slurm, needs_torch, run_cli
 
 SMOKE = ["--dataset", "synthetic", "--preset", "smoke", "--device", "cpu", "--parity-steps", "5"]
 
@@ -19,22 +18,7 @@ SMOKE = ["--dataset", "synthetic", "--preset", "smoke", "--device", "cpu", "--pa
 def slurm(tmp_path_factory, _isolated_caches):
     """A one-node Slurm for this session (SLURM_CONF set for every subprocess); skipped with the
     script's reason where it cannot run (not root, no apt, Slurm's ports taken)."""
-    work = tmp_path_factory.mktemp("slurm")
-    script = ROOT / "scripts" / "slurm-local.sh"
-    t0 = time.monotonic()
-    out = subprocess.run(["bash", str(script), "start", str(work)], capture_output=True, text=True, timeout=600)
-    if out.returncode == 3:
-        pytest.skip(f"no local Slurm: {out.stderr.strip().splitlines()[-1]}")
-    assert out.returncode == 0, out.stderr
-    saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(work / "slurm.conf")
-    print(f"\nslurm-local: up in {time.monotonic() - t0:.1f} s")
-    yield work
-    subprocess.run(["bash", str(script), "stop", str(work)], timeout=120)
-    if saved is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = saved
+    yield from local_slurm(tmp_path_factory.mktemp("slurm"))
 
 
 def _records(folder: Path) -> list[dict]:
