@@ -126,11 +126,14 @@ def write_records(folder: Path, recs) -> Path:
     return folder
 
 
-def test_cli_writes_the_page_and_the_figures(tmp_path, capsys):
+def test_cli_writes_the_page_and_the_figures(tmp_path, capsys, monkeypatch):
     folder = write_records(tmp_path / "recs", fleet())
     out = tmp_path / "r.html"
+    monkeypatch.setattr(sys, "argv", ["pytest", "--not-this"])  # the page names main's argv, not the process's
     assert main(["report", str(folder), "-o", str(out), "--price", "cuda=2.5"]) == 0
     assert "5 record(s)" in capsys.readouterr().out and "Resources and energy" in out.read_text()
+    assert f"python -m runner report {folder} -o {out} --price cuda=2.5" in out.read_text()
+    assert "--not-this" not in out.read_text()
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600: a web server may serve it

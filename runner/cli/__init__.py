@@ -63,11 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_line(argv: list[str]) -> str:
+    """The command as the user gave it (the `argv` given to main, not the process's sys.argv: a call
+    `main([...])` records its own command), shell-quoted, for the records."""
+    import shlex
+    return shlex.join(["python", "-m", "runner", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = command_line(argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
+    args.command_line = given
     try:
         return _module(args.command).main(args)
     except UserError as e:

@@ -13,8 +13,6 @@ parser is built at every `python -m runner --help`.
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 
 from runner.errors import UserError
@@ -151,7 +149,7 @@ def main(args) -> int:
     if out is not None:
         from runner.report import page
 
-        command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
+        command = args.command_line
         text = page.html(records, rows, priced, skipped, command=command, title=args.title)
         _write(f"-o {out}", out, text.encode("utf-8"))
         print(f"{out}: {len(records)} record(s), {len(text.encode()) / 1024:.0f} KiB")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def main(args) -> int:
           f" platform {platform['name']} ({platform['source']}), device {work.device}", file=sys.stderr)
     outcomes, interrupted = orchestrate.run_all(
         spec, work.frameworks, repeats=repeats, platform=platform, device=work.device, data_dir=args.data_dir,
-        out_dir=out, command=command_line(), options=work.options, parity_steps=args.parity_steps,
+        out_dir=out, command=args.command_line, options=work.options, parity_steps=args.parity_steps,
         sampling=sampling, launcher=work.launcher)
     for o in outcomes:
         print(f"{o.framework}: {o.status} -> {o.path}")
@@ -88,11 +87,6 @@ def main(args) -> int:
         return EXIT_INTERRUPTED
     failed = any(o.status in orchestrate.FAILING for o in outcomes)
     return EXIT_FAILED if failed or unsaved else 0
-
-
-def command_line() -> str:
-    """The command the user typed, for the records."""
-    return " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
 
 
 def run_settings(args):

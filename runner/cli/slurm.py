@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -120,7 +119,7 @@ def _submit(args) -> int:
     platform = ({"name": args.platform, "source": "flag"} if args.platform else {"name": "slurm", "source": "detected"})
     # The same path on every node: a shared folder (the user cache is one where home is shared).
     folder = Path(args.data_dir or ".") if args.dry_run else store.ensure(work.spec.dataset, args.data_dir)
-    command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
+    command = args.command_line
     requests = []
     for spec, name, options, experiment in runs:
         for i in range(args.repeats):

@@ -10,7 +10,6 @@ or, with --table PATH, no run at all: the table of the study records found under
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 from runner.errors import UserError
@@ -89,7 +88,7 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
     out = out_dir(args.out)
     print(f"dlbench {job}: {', '.join(frameworks)}, {spec.model} on {spec.dataset}, device {device},"
           f" platform {platform['name']} ({platform['source']})", file=sys.stderr)
-    command = " ".join(shlex.quote(a) for a in ["python", "-m", "runner", *sys.argv[1:]])
+    command = args.command_line
     outcomes, interrupted = studies.run(job, spec, frameworks, settings, device, platform, args.data_dir, out,
                                         command, launcher)
     for o in outcomes:

@@ -55,7 +55,7 @@ def main(args) -> int:
     repeats = run.repeats_policy(args)
     sampling, out = run.run_settings(args)
     outcomes, interrupted = sweep.execute(
-        plan, work, out, repeats, dict(data_dir=args.data_dir, command=run.command_line(),
+        plan, work, out, repeats, dict(data_dir=args.data_dir, command=args.command_line,
                                        parity_steps=args.parity_steps, sampling=sampling))
     if not args.no_table:
         # this machine's records in --out, those resume counts: another machine's are another measurement

@@ -69,7 +69,7 @@ def main(args) -> int:
     tune.check_study_name(args.study, out)
     search = tune.Search(study=args.study, trials=args.trials, timeout_s=args.timeout, pruner=pruner,
                          preset=args.preset, overrides=overrides)
-    kwargs = dict(data_dir=args.data_dir, command=run.command_line(), parity_steps=args.parity_steps, sampling=sampling)
+    kwargs = dict(data_dir=args.data_dir, command=args.command_line, parity_steps=args.parity_steps, sampling=sampling)
     outcomes, interrupted = [], False
     with tune.study_lock(out, args.study) as held:
         # every framework's study checked (its base spec) before the first trial runs
