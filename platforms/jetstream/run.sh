@@ -4,7 +4,7 @@
 #   bash platforms/jetstream/run.sh                      # the standard workload, every framework
 #   bash platforms/jetstream/run.sh --preset smoke       # any `run` flag passes through
 #   DLBENCH_IMAGE_TAR=dlbench-cuda.tar bash platforms/jetstream/run.sh   # load a saved image instead of building
-#   DLBENCH_RESULTS=DIR (default ./results), DLBENCH_ENGINE=docker|podman (default: docker if installed)
+#   DLBENCH_RESULTS=DIR (default ./dlbench-results, as run's --out; results/ is for committed records), DLBENCH_ENGINE=docker|podman (default: docker if installed)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 fail() { echo "jetstream: $*" >&2; exit 1; }
@@ -37,7 +37,7 @@ if ! "$engine" image inspect dlbench:cuda >/dev/null 2>&1; then
   fi
 fi
 
-results="$(mkdir -p "${DLBENCH_RESULTS:-results}" && cd "${DLBENCH_RESULTS:-results}" && pwd)"
+results="$(mkdir -p "${DLBENCH_RESULTS:-dlbench-results}" && cd "${DLBENCH_RESULTS:-dlbench-results}" && pwd)"
 rc=0
 "$engine" run --rm "${gpu_args[@]}" --user "$(id -u):$(id -g)" -v "$results:/results" dlbench:cuda "$@" || rc=$?
 echo "jetstream: records in $results (python -m runner compare $results prints the table again)" >&2
