@@ -232,18 +232,21 @@ def script(shared: Path, n_tasks: int, job: JobSettings, data_dir: str | None = 
     return "\n".join(lines) + "\n"
 
 
+NO_SBATCH = "sbatch not found: run this on a Slurm login node (or use --dry-run)"
+
+
 def require_sbatch() -> None:
     """UserError unless sbatch is on PATH: checked before anything is written, so a login node without
     Slurm leaves no half-made submission behind (which would block the next one in the same --out)."""
     if shutil.which("sbatch") is None:
-        raise UserError("sbatch not found: run this on a Slurm login node (or use --dry-run)")
+        raise UserError(NO_SBATCH)
 
 
 def _sbatch(args: list[str]) -> str:
     try:
         out = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise UserError("sbatch not found: run this on a Slurm login node (or use --dry-run)") from None
+    except FileNotFoundError:  # gone since require_sbatch looked
+        raise UserError(NO_SBATCH) from None
     if out.returncode:
         raise UserError(f"sbatch failed: {' '.join((out.stderr.strip() or out.stdout.strip()).split())}")
     return out.stdout.strip().split(";")[0]

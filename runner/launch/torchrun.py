@@ -83,13 +83,13 @@ class TorchrunLauncher(ProcessLauncher):
             raise UserError(f"launcher torchrun: nnodes={self.nnodes} starts torchrun on each node through srun,"
                             f" which is not on PATH here (run inside a Slurm job, or srun=false and start"
                             f" it on each node)")
-        if self.world_size > 1 and _on_the_cpu(device):
-            from runner.workload import models
+        from runner.workload import models
 
-            if models.has_batchnorm(spec.model):
-                raise UserError(f"launcher torchrun: {spec.model} has batch norm, which over {self.world_size} ranks"
-                                f" needs SyncBatchNorm, which PyTorch runs on CUDA only, and device {device} is not"
-                                f" CUDA here: use --nproc 1, or a CUDA GPU")
+        # the model first: whether ranks run on the CPU may take a probe of the GPUs (device auto)
+        if self.world_size > 1 and models.has_batchnorm(spec.model) and _on_the_cpu(device):
+            raise UserError(f"launcher torchrun: {spec.model} has batch norm, which over {self.world_size} ranks"
+                            f" needs SyncBatchNorm, which PyTorch runs on CUDA only, and device {device} is not"
+                            f" CUDA here: use --nproc 1, or a CUDA GPU")
 
     def request_folder(self, request) -> str | None:
         # torchrun on several nodes reads the request on each: the output folder, which every node
@@ -125,7 +125,7 @@ def _on_the_cpu(device: str) -> bool:
         from runner.machine import probe
 
         return not probe.gpus({})
-    return device not in ("cuda",) and not device.startswith("cuda:")
+    return device != "cuda" and not device.startswith("cuda:")
 
 
 def _scontrol(*args: str) -> str:
