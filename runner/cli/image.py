@@ -89,23 +89,22 @@ def _run_args(args) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(args) -> int:
+    from runner.cli.run import folder_named
     from runner.launch import images
 
     if args.action == "args":
         print("\n".join(images.plan(args.kind, args.tag, _pairs(args.build_arg)).podman_flags()))
         return 0
     if args.action == "build":
-        if not args.log_dir.strip():
-            raise UserError(f"--log-dir {args.log_dir!r}: an empty folder name (name a folder, e.g. --log-dir results-image/logs)")
+        folder_named("--log-dir", args.log_dir, "results-image/logs")
         p = images.plan(args.kind, args.tag, _pairs(args.build_arg))  # a bad kind or arg before the engine
         return _build(images, _engine(args.engine), p, args)
     if args.action == "list":
         print(images.render(images.listing(_engine(args.engine))))
         return 0
     args, flags = _run_args(args)
-    if not args.results.strip():  # Path("") is ".": the current folder would be mounted as /results
-        raise UserError(f"--results {args.results!r}: an empty folder name (name a folder, e.g. --results results-image)")
-    return images.run(_engine(args.engine), args.tag or f"dlbench:{args.kind}", flags, Path(args.results), args.gpus, args.offline)
+    results = folder_named("--results", args.results, "results-image")  # not "": the current folder as /results
+    return images.run(_engine(args.engine), args.tag or f"dlbench:{args.kind}", flags, results, args.gpus, args.offline)
 
 
 def _engine(url: str | None):

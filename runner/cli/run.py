@@ -122,11 +122,16 @@ def add_out_argument(p) -> None:
                         f" the repository's committed records)")
 
 
-def out_dir(text: str) -> Path:
-    # Path("") is ".": an empty --out (an unset shell variable) would scatter records in the current folder
+def folder_named(flag: str, text: str, example: str) -> Path:
+    """The folder a flag names. Path("") is ".": an empty value (an unset shell variable) would put
+    records, logs or a mount in the current folder, so it is refused."""
     if not text.strip():
-        raise UserError(f"--out {text!r}: an empty folder name (name a folder, e.g. --out {DEFAULT_OUT})")
-    out = Path(text).expanduser()
+        raise UserError(f"{flag} {text!r}: an empty folder name (name a folder, e.g. {flag} {example})")
+    return Path(text).expanduser()
+
+
+def out_dir(text: str) -> Path:
+    out = folder_named("--out", text, DEFAULT_OUT)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
