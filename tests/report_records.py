@@ -45,7 +45,8 @@ def gpu_run(**kw) -> dict:
         "interval_s": 1.0, "samples": 12, "window_s": 12.0, "samples_file": None,
         "host": {"system_cpu_percent_mean": 50.0, "system_cpu_percent_max": 60.0, "process_cpu_percent_mean": 101.0,
                  "process_cpu_percent_max": 110.0, "rss_bytes_mean": 3e9, "rss_bytes_max": 3.1e9,
-                 "peak_rss_bytes": 3 * 2**30},
+                 "peak_rss_bytes": 3 * 2**30, "other_cpu_percent_mean": 0.5, "other_cpu_percent_max": 2.0,
+                 "load_avg_mean": 1.1, "load_avg_max": 1.3},
         "gpus": [{"index": 0, "uuid": "GPU-1", "name": H100["name"], "util_percent_mean": 87.0,
                   "util_percent_max": 99.0, "power_w_mean": 312.0, "power_w_max": 400.0}],
         "device_peak_memory_bytes": 2**30, "device_peak_memory_source": "jax memory_stats", "errors": {}}

@@ -14,10 +14,11 @@ import pytest
 
 import fake_pynvml
 from conftest import ROOT, has, needs_jax, needs_tf, needs_torch, run_cli
+from runner import records
 from runner.machine import buildinfo, platforms, probe, where
 from runner.measure import nvml
 
-SCHEMA = json.loads((ROOT / "runner/records/schemas/record.v5.json").read_text())
+SCHEMA = json.loads((ROOT / f"runner/records/schemas/record.v{records.SCHEMA_VERSION}.json").read_text())
 HARDWARE_KEYS = {"cpu", "memory_bytes", "gpus", "errors"}
 ENVIRONMENT_KEYS = {"hostname", "os", "container", "image", "notebook", "scheduler", "cloud", "apple_chip", "thread_env",
                     "errors"}

@@ -11,7 +11,8 @@ from runner.errors import RecordError
 # The contract: consumers (compare, notebooks, other people's scripts) rely on exactly these keys.
 TOP_KEYS = {"schema_version", "run_id", "launcher", "log_file", "created_utc", "status", "error", "command", "repeat", "spec",
             "spec_hash", "framework", "device", "platform", "hardware", "software", "environment", "data",
-            "timing", "metrics", "parity", "resources", "energy", "parallel", "kind", "experiment", "study"}
+            "timing", "metrics", "parity", "resources", "energy", "parallel", "kind", "experiment", "study",
+            "host_noise", "efficiency"}
 PARALLEL_KEYS = {"world_size", "processes", "devices", "strategy", "comm_backend", "global_batch", "per_rank_batch",
                  "timing"}
 TIMING_KEYS = {"wall_s", "data_load_s", "setup_s", "compile_s", "first_epoch_s", "steady_epoch_s",
@@ -73,7 +74,7 @@ def test_a_v1_record_reads_as_current_with_parity_unchecked(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps(v1))
     got = records.read(path)
-    assert got["schema_version"] == records.SCHEMA_VERSION == 5
+    assert got["schema_version"] == records.SCHEMA_VERSION == 6
     assert got["parity"] is None
     same = ("metrics", "spec", "spec_hash", "status", "run_id", "data", "command", "software")
     assert {k: got[k] for k in same} == {k: v1[k] for k in same}
@@ -86,7 +87,7 @@ def test_a_v2_record_reads_as_v3_with_what_it_did_not_record_null(tmp_path):
     path = tmp_path / "v2.json"
     path.write_text(json.dumps(v2))
     got = records.read(path)
-    assert got["schema_version"] == 5
+    assert got["schema_version"] == records.SCHEMA_VERSION
     assert got["hardware"]["cpu"]["brand"] == v2["hardware"]["cpu"]
     assert got["hardware"]["cpu"]["physical_cores"] == v2["hardware"]["cores"]
     assert got["hardware"]["cpu"]["flags"] is None and "not recorded" in got["hardware"]["errors"]["cpu.flags"]
@@ -270,13 +271,45 @@ def test_a_v4_parity_block_from_the_gate_validates():
 
 def test_a_v4_record_reads_as_a_plain_train_run(tmp_path):
     """v5 added experiments: a v4 record is a train run, in no sweep or trial, its data resident."""
-    v4 = {k: v for k, v in BASE.items() if k not in ("kind", "experiment", "study")}
+    v4 = {k: v for k, v in _v5(BASE).items() if k not in ("kind", "experiment", "study")}
     v4 = {**v4, "schema_version": 4, "timing": {k: v for k, v in BASE["timing"].items() if k != "epoch_data_s"}}
     path = tmp_path / "v4.json"
     path.write_text(json.dumps(v4))
     got = records.read(path)
     assert (got["kind"], got["experiment"], got["study"], got["timing"]["epoch_data_s"]) == ("train", None, None, None)
     assert got["timing"]["steady_epoch_s"] == BASE["timing"]["steady_epoch_s"]
+
+
+V6_HOST_KEYS = ("other_cpu_percent_mean", "other_cpu_percent_max", "load_avg_mean", "load_avg_max")
+
+
+def _v5(record: dict) -> dict:
+    """`record` as schema v5 wrote it: no host_noise, no efficiency, no other-process or load summaries."""
+    v5 = {k: v for k, v in record.items() if k not in ("host_noise", "efficiency")}
+    v5["schema_version"] = 5
+    if v5["resources"] is not None:
+        host = {k: v for k, v in v5["resources"]["host"].items() if k not in V6_HOST_KEYS}
+        v5["resources"] = {**v5["resources"], "host": host}
+    return v5
+
+
+def test_a_v5_record_reads_with_the_other_processes_mean_share_and_both_new_blocks(tmp_path):
+    """v6 added host_noise and efficiency: a v5 record sampled the system's and its own CPU % at the
+    same instants, so the others' mean share is the difference of the means; the rest was not kept."""
+    v5 = _v5(BASE)
+    host = v5["resources"]["host"]
+    host.update(system_cpu_percent_mean=80.0, process_cpu_percent_mean=100.0)
+    v5["hardware"]["cpu"]["logical_cores"] = 2
+    path = tmp_path / "v5.json"
+    path.write_text(json.dumps(v5))
+    got = records.read(path)
+    assert got["schema_version"] == 6
+    assert got["resources"]["host"]["other_cpu_percent_mean"] == pytest.approx(30.0)  # 80 - 100 / 2
+    assert [got["resources"]["host"][k] for k in V6_HOST_KEYS[1:]] == [None, None, None]
+    assert got["host_noise"] is not None and got["efficiency"] is not None
+    # a run that never trained sampled nothing: neither block can be judged
+    never = {**v5, "resources": None}
+    assert records.upgrade(never)["host_noise"] is None
 
 
 def test_a_sweep_point_and_a_study_validate_and_bad_ones_do_not():

@@ -6,7 +6,7 @@ import time
 import pytest
 
 import fake_pynvml
-from runner.measure.sampler import Sampler, resource_summary
+from runner.measure.sampler import Sampler, other_cpu_percent, resource_summary
 
 
 def _busy(seconds: float):
@@ -79,17 +79,24 @@ def test_a_reading_nvml_does_not_support_is_null_with_its_reason_and_not_retried
     assert len(calls) == 1
 
 
+def test_the_other_processes_share_is_the_system_share_less_this_process_per_core():
+    assert other_cpu_percent(80.0, 100.0, 2) == 30.0  # one of two cores ours, the other 60 % busy
+    assert other_cpu_percent(49.0, 100.0, 2) == 0.0   # readings microseconds apart: clamped, never negative
+    assert other_cpu_percent(None, 100.0, 2) is None and other_cpu_percent(50.0, 10.0, None) is None
+
+
 def test_resource_summary_on_fixed_samples():
     samples = [
-        {"t": 0.0, "system_cpu_percent": 10.0, "process_cpu_percent": 90.0, "rss_bytes": 100,
-         "gpus": [{"index": 0, "util_percent": 0, "memory_used_bytes": 10, "power_w": 60.0, "sm_clock_mhz": None}]},
-        {"t": 1.0, "system_cpu_percent": 30.0, "process_cpu_percent": None, "rss_bytes": 300,
-         "gpus": [{"index": 0, "util_percent": 100, "memory_used_bytes": 30, "power_w": 300.0, "sm_clock_mhz": None}]},
+        {"t": 0.0, "system_cpu_percent": 10.0, "process_cpu_percent": 90.0, "rss_bytes": 100, "other_cpu_percent": 0.0,
+         "load_avg": 1.5, "gpus": [{"index": 0, "util_percent": 0, "memory_used_bytes": 10, "power_w": 60.0, "sm_clock_mhz": None}]},
+        {"t": 1.0, "system_cpu_percent": 30.0, "process_cpu_percent": None, "rss_bytes": 300, "other_cpu_percent": None,
+         "load_avg": 2.5, "gpus": [{"index": 0, "util_percent": 100, "memory_used_bytes": 30, "power_w": 300.0, "sm_clock_mhz": None}]},
     ]
     got = resource_summary(samples, [{"index": 0, "uuid": "GPU-x", "name": "X"}])
     assert got["host"] == {"system_cpu_percent_mean": 20.0, "system_cpu_percent_max": 30.0,
                            "process_cpu_percent_mean": 90.0, "process_cpu_percent_max": 90.0,
-                           "rss_bytes_mean": 200.0, "rss_bytes_max": 300}
+                           "rss_bytes_mean": 200.0, "rss_bytes_max": 300, "other_cpu_percent_mean": 0.0,
+                           "other_cpu_percent_max": 0.0, "load_avg_mean": 2.0, "load_avg_max": 2.5}
     assert got["gpus"] == [{"index": 0, "uuid": "GPU-x", "name": "X", "util_percent_mean": 50.0,
                             "util_percent_max": 100, "memory_used_bytes_mean": 20.0, "memory_used_bytes_max": 30,
                             "power_w_mean": 180.0, "power_w_max": 300.0, "sm_clock_mhz_mean": None,

@@ -12,13 +12,14 @@ left out of the sample and their reason kept once in `errors`; nothing here rais
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
 
 from runner.errors import reason
 
-HOST_KEYS = ("system_cpu_percent", "process_cpu_percent", "rss_bytes")
+HOST_KEYS = ("system_cpu_percent", "process_cpu_percent", "rss_bytes", "other_cpu_percent", "load_avg")
 GPU_KEYS = ("util_percent", "memory_used_bytes", "power_w", "sm_clock_mhz")
 
 
@@ -46,6 +47,7 @@ class Sampler:
         # psutil's CPU % is "since the previous call": prime both counters so the first sample means something.
         self._proc.cpu_percent(None)
         psutil.cpu_percent(None)
+        self._cores = psutil.cpu_count() or None
         self._open_gpus()
         self.t0 = self.clock()
         self._take()
@@ -114,7 +116,10 @@ class Sampler:
         sample = {"t": round(self.clock() - self.t0, 4),
                   "system_cpu_percent": self._read("system_cpu_percent", lambda: psutil.cpu_percent(None)),
                   "process_cpu_percent": self._read("process_cpu_percent", lambda: self._proc.cpu_percent(None)),
-                  "rss_bytes": self._read("rss_bytes", lambda: self._proc.memory_info().rss)}
+                  "rss_bytes": self._read("rss_bytes", lambda: self._proc.memory_info().rss),
+                  "load_avg": self._read("load_avg", lambda: os.getloadavg()[0])}
+        sample["other_cpu_percent"] = other_cpu_percent(sample["system_cpu_percent"], sample["process_cpu_percent"],
+                                                        self._cores)
         if self._nv is not None:
             nv, gpus = self._nv, []
             for index, h in self._handles:
@@ -129,6 +134,15 @@ class Sampler:
                 })
             sample["gpus"] = gpus
         self.samples.append(sample)
+
+
+def other_cpu_percent(system: float | None, process: float | None, cores: int | None) -> float | None:
+    """The share of all cores (100 = every core busy) that other processes used: the system's share
+    minus this process' (psutil counts a process' CPU % per core, 100 = one core). Clamped at 0: the
+    two readings are taken microseconds apart, so a quiet machine can read a hair below."""
+    if system is None or process is None or not cores:
+        return None
+    return max(0.0, system - process / cores)
 
 
 def _mean_max(values) -> tuple:

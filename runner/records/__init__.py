@@ -24,7 +24,7 @@ from pathlib import Path
 from runner import atomic
 from runner.errors import RecordError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # pruned: a tuning trial the pruner stopped early (runner.experiments.tune); its epochs are comparable,
 # its run is not complete.
 STATUSES = ("ok", "failed", "interrupted", "diverged", "unavailable", "below_target", "pruned")
@@ -117,8 +117,29 @@ def _v4_to_v5(record: dict) -> dict:
             "timing": {**record["timing"], "epoch_data_s": None}}
 
 
+def _v5_to_v6(record: dict) -> dict:
+    """v6 added host_noise and efficiency, and the other processes' CPU share and the sampled load to
+    resources.host. A v5 run sampled the system's and its own CPU % at the same instants, so the mean
+    share of the others is the difference of the means (linear); their maximum and the sampled load
+    were not kept. Both new blocks are then judged from the record, as for a new one."""
+    from runner.measure import noise
+    from runner.records import efficiency
+
+    record = {**record, "schema_version": 6}
+    if record.get("resources") is not None:
+        host = dict(record["resources"]["host"])
+        system, own = host.get("system_cpu_percent_mean"), host.get("process_cpu_percent_mean")
+        cores = record["hardware"]["cpu"].get("logical_cores")
+        other = max(0.0, system - own / cores) if None not in (system, own, cores) and cores > 0 else None
+        host.update(other_cpu_percent_mean=other, other_cpu_percent_max=None, load_avg_mean=None, load_avg_max=None)
+        record["resources"] = {**record["resources"], "host": host}
+    record["host_noise"] = noise.judge(record)
+    record["efficiency"] = efficiency.block(record)
+    return record
+
+
 # v(N) -> v(N+1) converters; read() applies them in turn.
-UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+UPGRADES: dict[int, callable] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 
 
 MAX_BYTES = 256 << 20  # a record is kilobytes (samples go to a side file); a larger file is not one

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runner import atomic, records
+from runner.measure import noise
+from runner.records import efficiency
 from runner.backends.base import single_parallel
 from runner.request import RunRequest
 from runner.machine import probe
@@ -60,6 +62,8 @@ def skeleton(req: RunRequest) -> dict:
         "resources": None,
         "energy": {"joules": None, "method": "none", "scope": "nothing measured: training did not start",
                    "window_s": None, "parts": [], "errors": {}},
+        "host_noise": None,
+        "efficiency": None,
     }
 
 
@@ -97,6 +101,7 @@ def finish(rec: dict, req: RunRequest, log: harness.TrainLog, wall_s: float | No
         rec["experiment"]["state"] = records.trial_state(rec["status"])
     rec["timing"].update(timing, wall_s=wall_s)
     rec["environment"]["load_avg_end"] = probe.load_avg()
+    rec["host_noise"], rec["efficiency"] = noise.judge(rec), efficiency.block(rec)
     if (out_dir / req.log_name).exists():
         rec["log_file"] = req.log_name
     if samples and rec["resources"] is not None:
