@@ -305,6 +305,7 @@ def test_compare_cli_skips_garbage_with_a_warning(tmp_path):
     assert "1.50" in out.stdout and "skipped" in out.stderr and "1 file(s) skipped" in out.stderr
 
 
+@pytest.mark.slow
 def test_probe_reports_this_machine():
     out = run_cli("probe", "--json")
     assert out.returncode == 0

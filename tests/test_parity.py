@@ -51,6 +51,7 @@ def test_describe_names_every_failed_check_with_its_value_and_limit():
     assert gate.describe(gate.judge(_limits(), _limits(), 50)) == "pass"
 
 
+@pytest.mark.slow
 def test_the_yardstick_is_cached_and_read_back(small, monkeypatch):
     spec, data = small
     y = yardstick.load_or_compute(spec, data.train_x, data.train_y, _sha(data), STEPS)
@@ -77,6 +78,7 @@ def test_a_cache_write_failure_warns_and_keeps_the_result(small, tmp_path, monke
     assert "could not cache the reference" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_cache_entry_from_other_reference_code_is_never_read(small, tmp_path, monkeypatch):
     """A reference cached by other code (a shared user cache, an older checkout) is not this code's
     reference: an entry poisoned under the old fingerprint must not reach the gate."""
@@ -95,6 +97,7 @@ def test_a_cache_entry_from_other_reference_code_is_never_read(small, tmp_path, 
     assert yardstick.cache_path(spec, _sha(data), 3) != old and old.exists()
 
 
+@pytest.mark.slow
 def test_a_truncated_cache_entry_is_deleted_and_recomputed(small, tmp_path, monkeypatch, capsys):
     """Issue 20 #11: a truncated .npz made every later run say `parity: ERROR BadZipFile`, forever."""
     spec, data = small

@@ -30,6 +30,7 @@ def _assert_parity_passed(rec: dict) -> None:
         assert check["value"] is not None and abs(check["value"]) <= check["limit"], (name, check)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_two_torchrun_ranks_train_the_same_workload_and_pass_parity(tmp_path, synthetic_dir):
     out = run_cli("run", "--framework", "torch", "--launcher", "torchrun", "--nproc", "2", "--preset", "smoke",
@@ -112,6 +113,7 @@ print(json.dumps({"devices": [str(d) for d in b.params["fc1"]["kernel"].sharding
 """
 
 
+@pytest.mark.slow
 @needs_jax
 def test_jax_shards_the_batch_over_two_devices_and_all_reduces_the_gradient():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
@@ -125,6 +127,7 @@ def test_jax_shards_the_batch_over_two_devices_and_all_reduces_the_gradient():
     assert "devices=4: jax sees 2 cpu device(s)" in got["too_many"]
 
 
+@pytest.mark.slow
 @needs_jax
 def test_jax_on_two_devices_passes_parity(tmp_path, synthetic_dir):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
