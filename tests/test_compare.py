@@ -74,6 +74,18 @@ def test_load_skips_and_counts_bad_files(tmp_path):
                                                                "truncated.json"]
 
 
+def test_records_in_an_archive_folder_stay_out_unless_that_folder_is_named(tmp_path):
+    """results/archive/ keeps superseded runs for history: not in the table, said once, readable by name."""
+    records.write(make_record(steady=1.0), tmp_path)
+    records.write(make_record(steady=2.0), tmp_path / "archive")
+    records.write(make_record(steady=3.0), tmp_path / "archive" / "2026-11")
+    recs, skipped = compare.load([tmp_path])
+    assert [r["timing"]["steady_epoch_s"] for r in recs] == [1.0]
+    assert skipped == [(str(tmp_path / "archive"), "2 file(s) of superseded runs not read: name that folder to read them")]
+    recs, skipped = compare.load([tmp_path / "archive"])
+    assert sorted(r["timing"]["steady_epoch_s"] for r in recs) == [2.0, 3.0] and skipped == []
+
+
 def test_load_refuses_a_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError):
         compare.load([tmp_path / "nope"])

@@ -52,16 +52,28 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
+# Records of runs whose code has since changed (results/archive/): kept for history, out of the tables
+# unless that folder itself is named.
+ARCHIVE = "archive"
+
+
 def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Records under `paths` (files or folders, searched recursively for *.json) and the skipped
-    files with their reasons (both printable on one line). A run (run_id) counts once: a file given
-    twice is read once, and a copy of a run already read is skipped with a warning."""
+    """Records under `paths` (files or folders, searched recursively for *.json, but not in an
+    `archive/` below a given folder) and the skipped files with their reasons (both printable on one
+    line). A run (run_id) counts once: a file given twice is read once, and a copy of a run already
+    read is skipped with a warning."""
     from runner.records import read
 
     files: list[Path] = []
+    archived: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(p.rglob("*.json"))
+            found_here = sorted(p.rglob("*.json"))
+            kept = [f for f in found_here if ARCHIVE not in f.relative_to(p).parts[:-1]]
+            files += kept
+            if len(kept) < len(found_here):
+                archived.append((printable(str(p / ARCHIVE)), f"{len(found_here) - len(kept)} file(s) of superseded runs"
+                                 f" not read: name that folder to read them"))
         elif p.exists():
             files.append(p)
         else:
@@ -87,7 +99,7 @@ def load(paths) -> tuple[list[dict], list[tuple[str, str]]]:
             continue
         runs[rec["run_id"]] = (f, rec)
         found.append(rec)
-    return found, skipped
+    return found, skipped + archived
 
 
 def hardware_label(rec: dict) -> str:
