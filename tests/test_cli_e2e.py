@@ -28,6 +28,19 @@ def test_no_framework_is_imported_with_the_package():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_subcommand_imports_only_its_own_cli_module_and_help_none():
+    """main builds the parser of the subcommand it runs; the others are named by their summary alone."""
+    code = ("import sys; from runner import cli; cli.build_parser({only!r});"
+            " print(sorted(m for m in sys.modules if m.startswith('runner.cli.')))")
+    def loaded(only):
+        out = subprocess.run([sys.executable, "-c", code.format(only=only)], capture_output=True, text=True, cwd=ROOT,
+                             check=True)
+        return out.stdout.strip()
+    assert loaded("") == "[]"
+    assert loaded("compare") == "['runner.cli.compare']"
+    assert "runner.cli.tune" not in loaded("run") and "runner.cli.slurm" not in loaded("run")
+
+
 def test_help_lists_the_subcommands():
     out = run_cli("--help")
     assert out.returncode == 0

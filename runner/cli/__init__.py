@@ -35,6 +35,24 @@ from runner.errors import UserError
 SUBCOMMANDS = {"run": "run", "verify": "verify", "data": "data", "compare": "compare", "report": "report",
                "probe": "probe", "slurm": "slurm", "image": "image", "sweep": "sweep", "sweep-table": "sweep_table",
                "tune": "tune", "tune-table": "tune_table", "ensemble": "ensemble", "per-sample-grads": "per_sample_grads"}
+# name -> its line in --help: here, so that the top-level --help (and a parser for one subcommand)
+# imports no subcommand module it does not run
+SUMMARIES = {
+    "run": "run the workload (the default subcommand)",
+    "verify": "the parity gate: same weights, batches and math in every framework",
+    "data": "fetch or verify a dataset",
+    "compare": "records -> one comparison table",
+    "report": "records -> one self-contained HTML page with figures",
+    "probe": "describe this machine",
+    "slurm": "run the matrix as a Slurm job array; its status; resubmit what is missing",
+    "image": "build, run and list the dlbench images (Docker or podman's socket)",
+    "sweep": "a grid over spec fields and backend options: one run per point",
+    "sweep-table": "records of sweeps -> the sweep table",
+    "tune": "an Optuna hyperparameter search per framework, every trial a run",
+    "tune-table": "records of tuning trials -> the tuning table",
+    "ensemble": "N models of one architecture stepped together (torch.func, jax.vmap)",
+    "per-sample-grads": "per-example gradients: vmap(grad) / pfor vs a loop",
+}
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
@@ -49,7 +67,10 @@ def _module(name: str):
     return importlib.import_module(f"runner.cli.{SUBCOMMANDS[name]}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser (only=None), or one whose subcommand `only` is complete and the others only
+    named with their summary: main builds that, so a run imports the modules of `run` and nothing of
+    tune, slurm or image (only="" names them all, for the top-level --help)."""
     from runner import __version__
 
     parser = Parser(
@@ -59,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
                                 parser_class=Parser)
     for name in SUBCOMMANDS:
-        _module(name).add_parser(sub)
+        if only is None or name == only:
+            _module(name).add_parser(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
@@ -75,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     given = command_line(argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv[0] in SUBCOMMANDS else "").parse_args(argv)
     args.command_line = given
     try:
         return _module(args.command).main(args)

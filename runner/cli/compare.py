@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import sys
 
+from runner.cli import SUMMARIES
 from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compare", help="records -> one comparison table",
+    p = sub.add_parser("compare", help=SUMMARIES["compare"],
                        description="Merge records (files or folders) into one table per spec.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")

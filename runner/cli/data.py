@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from runner.cli import EXIT_FAILED
+from runner.cli import EXIT_FAILED, SUMMARIES
 
 
 def add_parser(sub) -> None:
     from runner.data.catalog import DATASETS
 
-    p = sub.add_parser("data", help="fetch or verify a dataset",
+    p = sub.add_parser("data", help=SUMMARIES["data"],
                        description="Get the dataset bytes (cache/folder, public mirrors, offline"
                                    " sources) and check them against the pinned SHA-256.")
     p.add_argument("action", choices=("fetch", "verify"))

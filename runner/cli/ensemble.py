@@ -9,13 +9,13 @@ What is timed and checked: runner.studies.ensemble (and README.md, "N models in 
 
 from __future__ import annotations
 
-from runner.cli import studies
+from runner.cli import SUMMARIES, studies
 
 
 def add_parser(sub) -> None:
     from runner.experiments import ensemble
 
-    p = sub.add_parser("ensemble", help="N models of one architecture stepped together (torch.func, jax.vmap)",
+    p = sub.add_parser("ensemble", help=SUMMARIES["ensemble"],
                        description="Time the forward (fprop) and the gradient (bprop: forward + backward) of N"
                                    " independent models stepped together, for every N; check each model against"
                                    " itself run alone and model 0 against the float64 reference; one record per"

@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from runner.cli import EXIT_FAILED
+from runner.cli import EXIT_FAILED, SUMMARIES
 from runner.errors import UserError
 
 KINDS = ("cpu", "cuda")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("image", help="build, run and list the dlbench images (Docker or podman's socket)",
+    p = sub.add_parser("image", help=SUMMARIES["image"],
                        description="The dlbench images (images/README.md) through a Docker-API engine: Docker,"
                                    " or podman's Docker-compatible socket (podman system service). Engine:"
                                    " --engine, else $DOCKER_HOST, else the default Docker socket.")

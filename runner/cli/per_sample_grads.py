@@ -9,13 +9,13 @@ What is timed and checked: runner.studies.per_sample_grads (and README.md, "Per-
 
 from __future__ import annotations
 
-from runner.cli import studies
+from runner.cli import SUMMARIES, studies
 
 
 def add_parser(sub) -> None:
     from runner.experiments import per_sample
 
-    p = sub.add_parser("per-sample-grads", help="per-example gradients: vmap(grad) / pfor vs a loop",
+    p = sub.add_parser("per-sample-grads", help=SUMMARIES["per-sample-grads"],
                        description="Time the per-example gradients of the LeNet-5 loss over a batch, vectorized"
                                    " (torch.func.vmap(grad), jax.vmap(jax.grad) under jit, TensorFlow's pfor"
                                    " jacobian) and as a loop of single-example gradients, for every batch size;"

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+from runner.cli import SUMMARIES
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("probe", help="describe this machine",
+    p = sub.add_parser("probe", help=SUMMARIES["probe"],
                        description="What dlbench sees of this machine: CPU, memory, GPUs, OS, container,"
                                    " notebook, scheduler, cloud, and how each installed framework was"
                                    " built (imported in a process of its own). Unreadable fields are"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runner.cli import SUMMARIES
 from runner.errors import UserError
 
 HINT = "pip install 'dlbench[report]'"
@@ -22,7 +23,7 @@ HINT = "pip install 'dlbench[report]'"
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "report", help="records -> one self-contained HTML page with figures",
+        "report", help=SUMMARIES["report"],
         description="Merge records (files or folders) into one HTML page that opens offline: the comparison"
                     " table, time-to-accuracy curves, s/epoch with CIs, platforms, resources and energy, cost,"
                     " each machine's probe and each record's command and commit. Or write the figures alone"

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, report, workload
+from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, SUMMARIES, report, workload
 from runner.errors import UserError
 
 # benchmarks/sampler_overhead.py: no measurable cost at 0.1 s, 60 % slower training at 0.0001 s.
@@ -19,7 +19,7 @@ MIN_SAMPLE_INTERVAL = 0.1
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run the workload (the default subcommand)",
+    p = sub.add_parser("run", help=SUMMARIES["run"],
                        description="Run the standard workload (or a variant) on one or more frameworks,"
                                    " one process per run; write one record per run; print the table.")
     workload.add_arguments(p)

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 from runner import lists
-from runner.cli import EXIT_FAILED, workload
+from runner.cli import EXIT_FAILED, SUMMARIES, workload
 from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("slurm", help="run the matrix as a Slurm job array; its status; resubmit what is missing",
+    p = sub.add_parser("slurm", help=SUMMARIES["slurm"],
                        description="One Slurm job array, one task per framework x model x repeat, every record"
                                    " in one shared folder (merge with: python -m runner compare FOLDER).")
     actions = p.add_subparsers(dest="action", metavar="{submit,status,wait,resubmit,task}", required=True)

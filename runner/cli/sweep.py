@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import sys
 
-from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, run, workload
+from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, SUMMARIES, run, workload
 from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="a grid over spec fields and backend options: one run per point",
+    p = sub.add_parser("sweep", help=SUMMARIES["sweep"],
                        description="Run the cartesian grid of the axes: a comma-separated list in a --set"
                                    " or --option value is an axis (--set batch_size=32,64,128), a single value"
                                    " a fixed override. One record per point, framework and repeat, each with"

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 
+from runner.cli import SUMMARIES
 from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep-table", help="records of sweeps -> the sweep table",
+    p = sub.add_parser("sweep-table", help=SUMMARIES["sweep-table"],
                        description="One table per sweep: per framework, one row per grid point (columns:"
                                    " README.md, 'Experiments: sweeps and tuning').")
     p.add_argument("paths", nargs="+", metavar="PATH")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, run, workload
+from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, SUMMARIES, run, workload
 from runner.errors import UserError
 
 
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     from runner.experiments.tune import space_text
     from runner.launch.trial import PRUNERS
 
-    p = sub.add_parser("tune", help="an Optuna hyperparameter search per framework, every trial a run",
+    p = sub.add_parser("tune", help=SUMMARIES["tune"],
                        description="Search the hyperparameters with Optuna (TPE seeded from the spec's seed,"
                                    " maximizing the best test accuracy), one study per framework in"
                                    " OUT/tune-STUDY.db; every trial is a run with its record."

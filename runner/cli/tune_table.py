@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 
+from runner.cli import SUMMARIES
 from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("tune-table", help="records of tuning trials -> the tuning table",
+    p = sub.add_parser("tune-table", help=SUMMARIES["tune-table"],
                        description="Per study and framework: trials complete/pruned/failed, wall time (all, and"
                                    " the first N, N the same for every framework), the best K trials.")
     p.add_argument("paths", nargs="+", metavar="PATH")

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import sys
 
-from runner.cli import EXIT_FAILED, workload
+from runner.cli import EXIT_FAILED, SUMMARIES, workload
 from runner.errors import UserError
 
 DEFAULT_STEPS = 50
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("verify", help="the parity gate: same weights, batches and math in every framework",
+    p = sub.add_parser("verify", help=SUMMARIES["verify"],
                        description="For every framework: load the reference weights, take the first K steps"
                                    " of epoch 0, and compare step 1's loss, logits, gradient and updated"
                                    " weights and every step's loss with a float64 NumPy reference. Prints a"
