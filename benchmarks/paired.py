@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -32,7 +33,8 @@ def load(args):
     from runner.workload.spec import make_spec
 
     if args.epochs < 2 or args.block < 1:
-        raise SystemExit("--epochs must be >= 2 (the first is warm-up) and --block >= 1")
+        print("--epochs must be >= 2 (the first is warm-up) and --block >= 1", file=sys.stderr)
+        raise SystemExit(2)
     spec = make_spec(dataset=args.dataset, limit_train=args.limit_train, limit_test=1000)
     folder = store.ensure(args.dataset, args.data_dir)
     return spec, folder, store.load_for(spec, folder)

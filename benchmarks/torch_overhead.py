@@ -6,8 +6,8 @@
 
 The loops take turns in blocks of ~100 steps (benchmarks/paired.py: the order rotating every block, so
 the drift of a shared machine hits all of them alike; each ratio is the median of per-block ratios
-[min-max], and the epoch times are sums of blocks). The first epoch is warm-up. Loops, all LeNet-5, Adam 1e-3, batch 64, same
-initial weights:
+[min-max], and the epoch times are sums of blocks). The first epoch is warm-up. Loops, all LeNet-5,
+Adam 1e-3, batch 64, same initial weights:
   runner  dlbench's TorchBackend.train_epoch on the block's batches, synchronized, loss read back
   bare    a hand-written loop over the same on-device tensors and the same batches
   loader  the tutorial way: DataLoader(shuffle=True) over uint8 images, a per-sample transform
