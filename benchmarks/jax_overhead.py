@@ -14,6 +14,11 @@ mode's pair (benchmarks/paired.py: rotating order, median of per-block ratios, f
 Prints each mode's runner and bare ms/step and runner/bare (goal <= 1.05). The bare loops do less than
 the runner (no per-step loss sum and training-accuracy count, optax's float32 bias corrections
 instead of the spec's float64 ones fed in per step): the ratio charges the runner with all of it.
+--model mlp (a cheaper step, where a per-step harness cost would show) or cnn; no batch-norm models.
+
+Taken beside other work (shared 2-core CPU, load 2-5), --limit-train 12800 --block 50: runner/bare
+0.96 (step) and 1.01 (scan) for lenet5, 1.02 and 1.00 for mlp. On this CPU loop=scan is ~4x slower
+than loop=step for lenet5 in the bare loop as much as in the runner: an XLA-CPU matter, not the harness.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def bare_loop(spec, data, mode):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    paired.add_args(ap)
+    paired.add_args(ap, models=paired.models_without_bn())
     ap.add_argument("--loop", choices=MODES, action="append", help="loop mode (repeatable; default: all)")
     args = ap.parse_args()
     modes = args.loop or list(MODES)
@@ -104,8 +109,8 @@ def main() -> None:
         loops[f"bare-{mode}"] = bare_loop(spec, data, mode)
     import jax
 
-    print(f"jax {jax.__version__} on {jax.default_backend()}, {spec.steps_per_epoch} steps/epoch in blocks of"
-          f" {args.block}, {args.epochs} epochs (first is warm-up), loop modes {', '.join(modes)}")
+    print(f"jax {jax.__version__} on {jax.default_backend()}, {spec.model}, {spec.steps_per_epoch} steps/epoch"
+          f" in blocks of {args.block}, {args.epochs} epochs (first is warm-up), loop modes {', '.join(modes)}")
     t = paired.interleave(loops, spec, args.epochs, args.block, log=lambda line: print(line, flush=True))
     paired.print_modes(t, modes)
 

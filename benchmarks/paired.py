@@ -17,13 +17,22 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 
-def add_args(ap: argparse.ArgumentParser, epochs: int = 4) -> None:
-    """The options every overhead benchmark shares."""
+def models_without_bn() -> tuple[str, ...]:
+    """The spec models a bare loop without batch-norm statistics can train (lenet5 first)."""
+    from runner.workload import models
+
+    return tuple(m for m in models.MODELS if not models.buffers(m))
+
+
+def add_args(ap: argparse.ArgumentParser, epochs: int = 4, models=("lenet5",)) -> None:
+    """The options every overhead benchmark shares; `models` the spec models its loops can build."""
     ap.add_argument("--epochs", type=int, default=epochs, help=f"epochs including the warm-up epoch (default {epochs})")
     ap.add_argument("--block", type=int, default=100, help="steps per block (default 100)")
     ap.add_argument("--limit-train", type=int, help="first N training samples (default: all 60,000)")
     ap.add_argument("--dataset", default="mnist", help="mnist (default), fashion, or synthetic (tests)")
     ap.add_argument("--data-dir")
+    if len(models) > 1:  # a cheaper step (mlp) shows a per-step overhead that LeNet-5's compute hides
+        ap.add_argument("--model", choices=models, default=models[0], help=f"default {models[0]}")
 
 
 def load(args):
@@ -35,7 +44,8 @@ def load(args):
     if args.epochs < 2 or args.block < 1:
         print("--epochs must be >= 2 (the first is warm-up) and --block >= 1", file=sys.stderr)
         raise SystemExit(2)
-    spec = make_spec(dataset=args.dataset, limit_train=args.limit_train, limit_test=1000)
+    spec = make_spec(model=getattr(args, "model", "lenet5"), dataset=args.dataset, limit_train=args.limit_train,
+                     limit_test=1000)
     folder = store.ensure(args.dataset, args.data_dir)
     return spec, folder, store.load_for(spec, folder)
 
