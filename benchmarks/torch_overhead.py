@@ -2,11 +2,12 @@
 
     python benchmarks/torch_overhead.py                     # full MNIST, 1 warm-up + 3 measured epochs
     python benchmarks/torch_overhead.py --epochs 6 --workers 2
+    python benchmarks/torch_overhead.py --limit-train 12800 --block 50
 
-The loops take turns in blocks of ~100 steps (the order rotating every block), so the drift of a
-shared machine hits all of them alike; each ratio is the median of per-block ratios, and the epoch
-times are sums of blocks. The first epoch is warm-up. Loops, all LeNet-5, Adam 1e-3, batch 64, same
-initial weights:
+The loops take turns in blocks of ~100 steps (benchmarks/paired.py: the order rotating every block, so
+the drift of a shared machine hits all of them alike; each ratio is the median of per-block ratios
+[min-max], and the epoch times are sums of blocks). The first epoch is warm-up. Loops, all LeNet-5,
+Adam 1e-3, batch 64, same initial weights:
   runner  dlbench's TorchBackend.train_epoch on the block's batches, synchronized, loss read back
   bare    a hand-written loop over the same on-device tensors and the same batches
   loader  the tutorial way: DataLoader(shuffle=True) over uint8 images, a per-sample transform
@@ -19,16 +20,18 @@ compute: on a CPU, where a LeNet-5 step costs several ms, the per-sample input c
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from runner.workload import reference
-from runner.backends.torch_backend import TorchBackend, build_model, load_reference
-from runner.data import store
-from runner.workload.spec import make_spec
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import paired  # noqa: E402
+from runner.workload import reference  # noqa: E402
+from runner.backends.torch_backend import TorchBackend, build_model, load_reference  # noqa: E402
+from runner.data import store  # noqa: E402
 
 
 class PerSampleMNIST(torch.utils.data.Dataset):
@@ -52,17 +55,12 @@ def fresh_model(spec):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=4, help="epochs including the warm-up epoch (default 4)")
-    ap.add_argument("--block", type=int, default=100, help="steps per block (default 100)")
-    ap.add_argument("--limit-train", type=int, help="first N training samples (default: all 60,000)")
+    paired.add_args(ap)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (tutorial default 0)")
-    ap.add_argument("--data-dir")
     args = ap.parse_args()
 
-    spec = make_spec(limit_train=args.limit_train, limit_test=1000)
-    folder = store.ensure("mnist", args.data_dir)
-    data = store.load_for(spec, folder)
-    raw = store.load("mnist", folder, spec.limit_train, spec.limit_test)
+    spec, folder, data = paired.load(args)
+    raw = store.load(spec.dataset, folder, spec.limit_train, spec.limit_test)
     images = raw.train_x.copy()  # writable, as a tutorial's decoded dataset would be
 
     runner = TorchBackend(spec, "cpu")
@@ -98,40 +96,18 @@ def main() -> None:
             next(it)
 
     loops = {"runner": runner_block, "bare": bare_block, "loader": loader_block, "input": input_block}
-    names = list(loops)
-    blocks: dict[str, list[float]] = {k: [] for k in loops}
-    epochs: dict[str, list[float]] = {k: [] for k in loops}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {spec.steps_per_epoch} steps/epoch in"
           f" blocks of {args.block}, {args.epochs} epochs (first is warm-up), DataLoader workers {args.workers}")
-    for epoch in range(args.epochs):
-        order = reference.epoch_order(spec, epoch)
-        iters = {"loader": make_loader(), "input": make_loader()}
-        spent = dict.fromkeys(loops, 0.0)
-        for i, start in enumerate(range(0, len(order), args.block)):
-            block = order[start:start + args.block]
-            for name in names[i % 4:] + names[:i % 4]:
-                t0 = time.perf_counter()
-                loops[name](block, iters.get(name))
-                dt = time.perf_counter() - t0
-                spent[name] += dt
-                if epoch:
-                    blocks[name].append(dt)
-        print(f"epoch {epoch} " + "  ".join(f"{k} {v:.2f}s" for k, v in spent.items())
-              + ("  (warm-up)" if epoch == 0 else ""), flush=True)
-        if epoch:
-            for k, v in spent.items():
-                epochs[k].append(v)
-
-    med = {k: statistics.median(v) for k, v in epochs.items()}
+    t = paired.interleave(loops, spec, args.epochs, args.block,
+                          fresh=lambda: {"loader": make_loader(), "input": make_loader()},
+                          log=lambda line: print(line, flush=True))
     print()
     for name in loops:
-        print(f"{name:6} median steady epoch {med[name]:6.2f}s  ({1000 * med[name] / spec.steps_per_epoch:.2f} ms/step)")
-    paired = lambda a, b: statistics.median(x / y for x, y in zip(blocks[a], blocks[b]))  # noqa: E731
-    print(f"runner / bare   = {paired('runner', 'bare'):.3f}  median of {len(blocks['bare'])} per-block ratios"
-          f" ({med['runner'] / med['bare']:.3f} of epoch medians)  goal <= 1.05")
-    print(f"loader / runner = {paired('loader', 'runner'):.2f}   median of per-block ratios"
-          f" ({med['loader'] / med['runner']:.2f} of epoch medians)  goal >= 2")
-    print(f"input share of a loader step = {paired('input', 'loader'):.2f}")
+        print(f"{name:6} median steady epoch {t.ms_per_step(name) * t.steps / 1000:6.2f}s"
+              f"  ({t.ms_per_step(name):.2f} ms/step)")
+    print(t.line("runner", "bare"))
+    print(t.line("loader", "runner", ">= 2"))
+    print(f"input share of a loader step = {t.ratio('input', 'loader')[0]:.2f}")
 
 
 if __name__ == "__main__":
