@@ -43,6 +43,9 @@ class GPU:
     energy_mj: int | None = 1_000_000     # None: the counter is not supported (pre-Volta)
     energy_step_mj: int = 0               # added to the counter on every read
     unsupported: set = field(default_factory=set)  # NVML function names that raise NotSupported
+    # PIDs with a compute / graphics context on this GPU, as NVML lists them (settable mid-test)
+    compute_pids: list = field(default_factory=list)
+    graphics_pids: list = field(default_factory=list)
 
 
 def make(gpus: list[GPU], driver="560.35.03", cuda_driver=12060, init_error: Exception | None = None):
@@ -94,4 +97,7 @@ def make(gpus: list[GPU], driver="560.35.03", cuda_driver=12060, init_error: Exc
     api("nvmlDeviceGetUtilizationRates", lambda g: types.SimpleNamespace(gpu=g.util, memory=40))
     api("nvmlDeviceGetPowerUsage", lambda g: g.power_mw)
     api("nvmlDeviceGetTotalEnergyConsumption", energy)
+    running = lambda pids: [types.SimpleNamespace(pid=p, usedGpuMemory=2**28) for p in pids]  # noqa: E731
+    api("nvmlDeviceGetComputeRunningProcesses", lambda g: running(g.compute_pids))
+    api("nvmlDeviceGetGraphicsRunningProcesses", lambda g: running(g.graphics_pids))
     return m

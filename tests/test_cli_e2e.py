@@ -173,9 +173,13 @@ def test_until_stable_adds_runs_until_the_cv_is_low_or_the_cap(tmp_path, synthet
                   "--no-table")
     assert out.returncode == 0, out.stderr
     recs = _records(tmp_path)
-    assert sorted(r["repeat"]["index"] for r in recs) == list(range(runs))
     assert {(r["repeat"]["policy"], r["repeat"]["of"], r["repeat"]["max"], r["repeat"]["cv_threshold"])
             for r in recs} == {("until-stable", 2, 3, float(threshold))}
+    noisy = sum(r["host_noise"]["verdict"] == "noisy" for r in recs)
+    if noisy:  # a busy machine (CI): noisy runs do not count toward stability (tests/test_noise.py)
+        assert f"({noisy} noisy run" in out.stderr and len(recs) <= 3
+        return
+    assert sorted(r["repeat"]["index"] for r in recs) == list(range(runs))
     assert f"after {runs} runs" in out.stderr and verdict in out.stderr
     assert "[torch/cpu #2 (until stable, 2-3)] epoch" in out.stderr
 

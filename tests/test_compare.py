@@ -291,3 +291,45 @@ def test_a_run_that_died_in_start_up_counts_in_its_siblings_row():
     other = make_record(status="failed", version=None, device=None)
     other["device"].update(requested="cuda", name=None)  # no sibling asked for cuda: a row of its own
     assert len(compare.rows(ok + [other])) == 2
+
+
+def _noisy(rec: dict, other: float = 61.4) -> dict:
+    """`rec` as judged disturbed: other processes used `other` % of the CPU."""
+    rec["host_noise"] = {"verdict": "noisy", "reasons": [f"other processes used {other:.0f} % of the CPU (limit 10 %)"],
+                         "other_cpu_percent_mean": other, "other_cpu_percent_max": other, "gpu_other_processes": None,
+                         "load_avg": {"start": None, "mean": None, "max": None}, "limits": {}, "method": "test"}
+    records.validate(rec)
+    return rec
+
+
+def test_noisy_host_runs_are_left_out_of_the_times_and_the_notes_say_so():
+    runs = [make_record(steady=s) for s in (2.0, 2.1, 2.2)] + [_noisy(make_record(steady=9.0), 35.0),
+                                                               _noisy(make_record(steady=7.0), 61.4)]
+    (row,) = compare.rows(runs)
+    assert row["steady_epoch_s"] == 2.1 and row["n"] == 3 and row["runs"] == row["completed"] == 5
+    assert row["steady_epoch_s_max"] == 2.2  # the noisy 9 s and 7 s are not in the sample
+    assert (row["noisy_host_runs"], row["noisy_host_left_out"], row["noisy_host_only"]) == (2, 2, False)
+    assert row["noisy_host"] == "other processes used 61 % of the CPU (limit 10 %)"  # the worst run's
+    assert "noisy host: other processes used 61 % of the CPU (limit 10 %); 2 of 5 runs left out of the times" \
+        in compare.render([row])
+    assert json.loads(compare.render([row], "json"))[0]["noisy_host_left_out"] == 2
+
+
+def test_a_row_of_noisy_runs_only_is_marked_and_ranked_after_the_quiet_rows():
+    quiet = [make_record(framework="jax", version="0.10.2", steady=s) for s in (3.0, 3.1)]
+    loud = [_noisy(make_record(steady=s)) for s in (1.0, 1.1)]  # faster, but timed beside other work
+    table = compare.rows(quiet + loud)
+    assert [r["framework"] for r in table] == ["jax", "torch"]
+    assert table[1]["noisy_host_only"] and table[1]["steady_epoch_s"] == pytest.approx(1.05)
+    assert not table[0]["noisy_host_runs"] and table[0]["noisy_host"] is None
+    lines = compare.render(table).splitlines()
+    assert "noisy host" not in lines[-2] and "only noisy runs, ranked after quiet rows" in lines[-1]
+    # without the noisy row, quiet rows keep the fastest-first order
+    assert [r["framework"] for r in compare.rows(quiet + [make_record(steady=1.0)])] == ["torch", "jax"]
+
+
+def test_unknown_and_quiet_verdicts_count_as_quiet():
+    unknown = make_record(steady=2.0)
+    unknown["host_noise"] = {**unknown["host_noise"], "verdict": "unknown"}
+    (row,) = compare.rows([unknown, make_record(steady=2.2)])
+    assert row["n"] == 2 and row["noisy_host_runs"] == 0 and "noisy host" not in compare.render([row])

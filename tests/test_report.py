@@ -244,3 +244,25 @@ def test_page_and_figures_show_no_control_or_bidi_characters_from_records(tmp_pa
     for svg in svgs(text):
         xml.dom.minidom.parseString(svg)  # well-formed: a browser draws it
         assert b"\x00" not in svg and b"\x1b" not in svg and "\u202e".encode() not in svg
+
+
+def test_a_row_timed_from_noisy_runs_only_is_marked_in_the_table_the_figure_and_the_resources():
+    loud = [run(framework="jax", version="0.10.2", epochs=(3.0, s, s), created=f"2026-11-23T18:0{i}:00Z")
+            for i, s in enumerate((1.0, 1.2))]
+    for r in loud:
+        r["resources"]["host"]["other_cpu_percent_mean"] = 61.4
+        r["host_noise"] = {**r["host_noise"], "verdict": "noisy", "other_cpu_percent_mean": 61.4,
+                           "reasons": ["other processes used 61 % of the CPU (limit 10 %)"]}
+    recs = fleet() + loud
+    rows = compare.rows(recs)
+    text = make_page(recs)
+    note = "noisy host: other processes used 61 % of the CPU (limit 10 %); only noisy runs, ranked after quiet rows"
+    assert str(escape(note)) + "<" in text
+    # the table ranks it after the quiet CPU row though it is faster
+    cpu_rows = [r["framework"] for r in rows if r["platform"] == "cpu"]
+    assert cpu_rows == ["torch", "jax"]
+    assert ">61 <span class=\"muted\">(2 noisy runs)</span>" in text
+    from runner.report import plots
+
+    (jax_cpu,) = [r for r in rows if r["platform"] == "cpu" and r["framework"] == "jax"]
+    assert "noisy host" in plots._flag(jax_cpu)  # the figures' labels (their text is drawn as paths)

@@ -1,5 +1,7 @@
 """The resource sampler: real on this machine (host readings, no NVML), GPU paths on the fake NVML."""
 
+import os
+import subprocess
 import sys
 import time
 
@@ -88,9 +90,11 @@ def test_the_other_processes_share_is_the_system_share_less_this_process_per_cor
 def test_resource_summary_on_fixed_samples():
     samples = [
         {"t": 0.0, "system_cpu_percent": 10.0, "process_cpu_percent": 90.0, "rss_bytes": 100, "other_cpu_percent": 0.0,
-         "load_avg": 1.5, "gpus": [{"index": 0, "util_percent": 0, "memory_used_bytes": 10, "power_w": 60.0, "sm_clock_mhz": None}]},
+         "load_avg": 1.5, "gpus": [{"index": 0, "util_percent": 0, "memory_used_bytes": 10, "power_w": 60.0, "sm_clock_mhz": None,
+                                                   "other_processes": 2}]},
         {"t": 1.0, "system_cpu_percent": 30.0, "process_cpu_percent": None, "rss_bytes": 300, "other_cpu_percent": None,
-         "load_avg": 2.5, "gpus": [{"index": 0, "util_percent": 100, "memory_used_bytes": 30, "power_w": 300.0, "sm_clock_mhz": None}]},
+         "load_avg": 2.5, "gpus": [{"index": 0, "util_percent": 100, "memory_used_bytes": 30, "power_w": 300.0, "sm_clock_mhz": None,
+                                                   "other_processes": 0}]},
     ]
     got = resource_summary(samples, [{"index": 0, "uuid": "GPU-x", "name": "X"}])
     assert got["host"] == {"system_cpu_percent_mean": 20.0, "system_cpu_percent_max": 30.0,
@@ -100,4 +104,75 @@ def test_resource_summary_on_fixed_samples():
     assert got["gpus"] == [{"index": 0, "uuid": "GPU-x", "name": "X", "util_percent_mean": 50.0,
                             "util_percent_max": 100, "memory_used_bytes_mean": 20.0, "memory_used_bytes_max": 30,
                             "power_w_mean": 180.0, "power_w_max": 300.0, "sm_clock_mhz_mean": None,
-                            "sm_clock_mhz_max": None}]
+                            "sm_clock_mhz_max": None, "other_processes_max": 2}]
+
+
+def _gpu_session(monkeypatch, **gpu):
+    nv = fake_pynvml.make([fake_pynvml.GPU(**gpu)])
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return nv
+
+
+def test_other_processes_on_a_gpu_are_counted_and_this_run_and_its_children_are_not(monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        # pid 1 and the test's parent exist here and are not this run's; this process and its child are
+        gpu = fake_pynvml.GPU(compute_pids=[os.getpid(), child.pid, 1], graphics_pids=[os.getppid(), 1])
+        nv = fake_pynvml.make([gpu])
+        monkeypatch.setitem(sys.modules, "pynvml", nv)
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        s = Sampler(interval_s=0.02).start()
+        time.sleep(0.1)
+        gpu.compute_pids, gpu.graphics_pids = [os.getpid()], []  # the others leave mid-run
+        time.sleep(0.1)
+        samples = s.stop()
+    finally:
+        child.kill()
+        child.wait()
+    counts = [x["gpus"][0]["other_processes"] for x in samples]
+    assert counts[0] == 2 and counts[-1] == 0 and set(counts) == {0, 2}
+    (g,) = resource_summary(samples, s.gpus)["gpus"]
+    assert g["other_processes_max"] == 2 and "other_processes_mean" not in g
+    assert not any("other_processes" in k for k in s.errors)
+
+
+def test_a_pid_from_another_pid_namespace_is_not_counted_and_said_once(monkeypatch):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its PID names no process here, as a host PID seen from a container
+    _gpu_session(monkeypatch, compute_pids=[gone.pid, 1])
+    s = Sampler(interval_s=0.02).start()
+    time.sleep(0.06)
+    samples = s.stop()
+    assert {x["gpus"][0]["other_processes"] for x in samples} == {1}
+    assert "1 process(es) by a PID this PID namespace does not have" in s.errors["gpus.other_processes_unseen"]
+
+
+def test_a_gpu_that_cannot_list_processes_reads_null_with_its_reason_once(monkeypatch):
+    _gpu_session(monkeypatch, unsupported={"nvmlDeviceGetComputeRunningProcesses"})
+    s = Sampler(interval_s=0.02).start()
+    time.sleep(0.06)
+    samples = s.stop()
+    assert all(x["gpus"][0]["other_processes"] is None for x in samples)
+    assert all(x["gpus"][0]["util_percent"] == 87 for x in samples)  # the other readings go on
+    assert s.errors["gpus[0].other_processes"] == "NVMLError_NotSupported: Not Supported"
+    assert resource_summary(samples, s.gpus)["gpus"][0]["other_processes_max"] is None
+
+
+def test_the_runs_child_processes_count_as_its_own_cpu_not_as_other_processes():
+    """A DataLoader worker is the run's own work: its CPU is added to this process' before the
+    others' share is taken."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        s = Sampler(interval_s=0.05).start()
+        deadline = time.monotonic() + 10
+        while child.pid not in s._own_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.pid in s._own_pids()
+        time.sleep(0.3)
+        run = s._run_cpu()
+        s.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert run > 0  # the busy child's CPU, read as this run's

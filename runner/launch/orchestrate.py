@@ -10,7 +10,9 @@ reaches the running worker, which records what it finished; no further runs star
 
 Under --until-stable a framework gets runs until the coefficient of variation of its runs' steady
 epoch times falls below the threshold, or the cap is reached (the way the Phoronix Test Suite
-decides how often to run a test).
+decides how often to run a test). A run the host disturbed (runner.measure.noise: host_noise verdict
+noisy) stays recorded but does not count toward stability: its time measures the other work too.
+--max-repeats caps all runs, noisy ones included.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from runner.errors import UserError
 from runner.data import store
 from runner.launch import launchers
 from runner.machine import probe
+from runner.measure import noise
 from runner.records import build
 from runner.request import Repeat, RunRequest, Sampling
 from runner.workload.spec import Spec
@@ -39,6 +42,7 @@ class Outcome:
     status: str
     path: Path
     steady_epoch_s: float | None = None
+    noisy: bool = False  # the host was busy with other work during its timed epochs (runner.measure.noise)
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ def _run(req: RunRequest, launcher: launchers.Launcher) -> tuple[Outcome, bool]:
     if path is None:  # the child died before it could write (SIGKILL, OOM kill, segfault, ...)
         path = build.lost(req, end.describe(), interrupted=end.interrupted is not None)
     rec = records.read(path)
-    return Outcome(req.framework, rec["status"], path, rec["timing"]["steady_epoch_s"]), _user_interrupt(end, rec)
+    return (Outcome(req.framework, rec["status"], path, rec["timing"]["steady_epoch_s"], noise.is_noisy(rec)),
+            _user_interrupt(end, rec))
 
 
 def _user_interrupt(end: launchers.Exit, rec: dict) -> bool:
@@ -165,17 +170,22 @@ def _another(name: str, mine: list[Outcome], repeats: Repeats) -> bool:
     if mine[-1].status not in records.COMPLETED:
         print(f"[{name}] until-stable: run {len(mine)} ended {mine[-1].status}; no more runs", file=sys.stderr)
         return False
-    times = [o.steady_epoch_s for o in mine if o.steady_epoch_s is not None]
+    quiet = [o for o in mine if not o.noisy]
+    times = [o.steady_epoch_s for o in quiet if o.steady_epoch_s is not None]
     cv = stats.cv(times)
     shown = "n/a" if cv is None else f"{100 * cv:.1f} %"
+    noisy = len(mine) - len(quiet)
+    runs = (f"{len(quiet)} quiet run{'s' * (len(quiet) != 1)} ({noisy} noisy run{'s' * (noisy != 1)} not counted)"
+            if noisy else f"{len(mine)} runs")
     if cv is not None and cv < repeats.cv_threshold:
-        print(f"[{name}] until-stable: CV {shown} < {100 * repeats.cv_threshold:g} % after {len(mine)} runs: stable",
+        print(f"[{name}] until-stable: CV {shown} < {100 * repeats.cv_threshold:g} % after {runs}: stable",
               file=sys.stderr)
         return False
     if len(mine) >= repeats.maximum:
-        print(f"[{name}] until-stable: CV {shown} after {len(mine)} runs, the cap: NOT stable", file=sys.stderr)
+        print(f"[{name}] until-stable: CV {shown} after {runs}, the cap of {repeats.maximum} runs: NOT stable",
+              file=sys.stderr)
         return False
-    print(f"[{name}] until-stable: CV {shown} >= {100 * repeats.cv_threshold:g} % after {len(mine)} runs:"
+    print(f"[{name}] until-stable: CV {shown} >= {100 * repeats.cv_threshold:g} % after {runs}:"
           f" one more (cap {repeats.maximum})", file=sys.stderr)
     return True
 

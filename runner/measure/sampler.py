@@ -1,11 +1,14 @@
 """Resources during a run: a background thread samples, at a fixed interval, the GPUs this process
-may use (NVML: utilization, memory used, power, SM clock) and the host (psutil: system-wide CPU %,
-this process' CPU % and RSS).
+may use (NVML: utilization, memory used, power, SM clock, and how many other processes hold a context
+on it) and the host (psutil: system-wide CPU %, this process' CPU % and RSS, the share of the CPU other
+processes used, the 1-minute load average). runner.measure.noise judges from these whether the run was
+disturbed.
 
     python -m runner run --sample-interval 0.5     # summaries (mean/max) go into the record
     python -m runner run --samples                 # ... and every sample into RECORD.samples.jsonl
 
-A thread rather than a side process: one sample costs well under a millisecond of Python, and
+A thread rather than a side process: one sample costs about a millisecond of Python (most of it listing
+the run's child processes), and
 `benchmarks/sampler_overhead.py` measures what it does to the epoch time. Readings that fail are
 left out of the sample and their reason kept once in `errors`; nothing here raises into a run.
 """
@@ -21,6 +24,7 @@ from runner.errors import reason
 
 HOST_KEYS = ("system_cpu_percent", "process_cpu_percent", "rss_bytes", "other_cpu_percent", "load_avg")
 GPU_KEYS = ("util_percent", "memory_used_bytes", "power_w", "sm_clock_mhz")
+GPU_COUNTS = ("other_processes",)  # per GPU, summarized as their maximum only (a count has no useful mean)
 
 
 
@@ -46,6 +50,8 @@ class Sampler:
         self._proc = psutil.Process()
         # psutil's CPU % is "since the previous call": prime both counters so the first sample means something.
         self._proc.cpu_percent(None)
+        self._run_procs: dict[int, object] = {}  # the run's other processes (pid -> psutil.Process), primed
+        self._read("run_processes", self._run_cpu)
         psutil.cpu_percent(None)
         self._cores = psutil.cpu_count() or None
         self._open_gpus()
@@ -110,6 +116,64 @@ class Sampler:
             self.errors[key] = reason(e)
             return None
 
+    def _run_members(self) -> list:
+        """The processes of this run besides this one: its descendants (DataLoader workers, a
+        tf.data pool) and, under torchrun (which sets TORCHELASTIC_RUN_ID), the agent and the other
+        ranks it started. Their CPU is the run's own, not other processes' disturbing it."""
+        root = self._proc
+        if os.environ.get("TORCHELASTIC_RUN_ID"):
+            root = self._proc.parent() or self._proc
+        members = [root] + root.children(recursive=True)
+        return [p for p in members if p.pid != self._proc.pid]
+
+    def _run_cpu(self) -> float:
+        """CPU % (100 = one core) of the run's other processes since the last call. psutil measures
+        between two calls, so a process seen for the first time counts its whole CPU time if it started
+        since the last call. Listing the children scans /proc: about a millisecond per sample with ~100
+        processes on the machine."""
+        import psutil
+
+        total, now, wall = 0.0, {}, time.time()
+        since = getattr(self, "_run_wall", None)
+        for p in self._run_members():
+            known = self._run_procs.get(p.pid)
+            try:
+                if known is None:
+                    p.cpu_percent(None)
+                    known = p
+                    if since is not None and p.create_time() >= since and wall > since:
+                        # started since the last reading: all its CPU time falls in this interval
+                        # (DataLoader workers start again every epoch unless persistent)
+                        used = p.cpu_times()
+                        total += 100 * (used.user + used.system) / (wall - since)
+                else:
+                    total += known.cpu_percent(None)
+            except psutil.Error:  # ended between the listing and the reading
+                continue
+            now[p.pid] = known
+        self._run_procs, self._run_wall = now, wall
+        return total
+
+    def _own_pids(self) -> set[int]:
+        return {self._proc.pid, *self._run_procs}
+
+    def _gpu_others(self, nv, h) -> int:
+        """Processes other than this run's with a compute or graphics context on GPU `h`. NVML names
+        them by PID; a PID that does not exist here (a container's own PID namespace, where NVML
+        gives host PIDs) cannot be told apart from this run: it is left out, and said once."""
+        import psutil
+
+        pids = set()
+        for fn in (nv.nvmlDeviceGetComputeRunningProcesses, nv.nvmlDeviceGetGraphicsRunningProcesses):
+            pids |= {p.pid for p in fn(h)}
+        pids -= self._own_pids()
+        unseen = {p for p in pids if not psutil.pid_exists(p)}
+        if unseen:
+            self.errors.setdefault("gpus.other_processes_unseen",
+                                   f"NVML listed {len(unseen)} process(es) by a PID this PID namespace does not"
+                                   f" have (a container's): not counted as other processes")
+        return len(pids - unseen)
+
     def _take(self):
         import psutil
 
@@ -118,8 +182,9 @@ class Sampler:
                   "process_cpu_percent": self._read("process_cpu_percent", lambda: self._proc.cpu_percent(None)),
                   "rss_bytes": self._read("rss_bytes", lambda: self._proc.memory_info().rss),
                   "load_avg": self._read("load_avg", lambda: os.getloadavg()[0])}
-        sample["other_cpu_percent"] = other_cpu_percent(sample["system_cpu_percent"], sample["process_cpu_percent"],
-                                                        self._cores)
+        run = self._read("run_processes", self._run_cpu)  # failed: the run's children count as others
+        own = None if sample["process_cpu_percent"] is None else sample["process_cpu_percent"] + (run or 0.0)
+        sample["other_cpu_percent"] = other_cpu_percent(sample["system_cpu_percent"], own, self._cores)
         if self._nv is not None:
             nv, gpus = self._nv, []
             for index, h in self._handles:
@@ -131,6 +196,7 @@ class Sampler:
                     "power_w": self._read(p + "power_w", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000),
                     "sm_clock_mhz": self._read(p + "sm_clock_mhz",
                                                lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+                    "other_processes": self._read(p + "other_processes", lambda: self._gpu_others(nv, h)),
                 })
             sample["gpus"] = gpus
         self.samples.append(sample)
@@ -138,7 +204,8 @@ class Sampler:
 
 def other_cpu_percent(system: float | None, process: float | None, cores: int | None) -> float | None:
     """The share of all cores (100 = every core busy) that other processes used: the system's share
-    minus this process' (psutil counts a process' CPU % per core, 100 = one core). Clamped at 0: the
+    minus this run's (`process`: this process and the run's others, psutil's CPU % per core, 100 = one
+    core). Clamped at 0: the
     two readings are taken microseconds apart, so a quiet machine can read a hair below."""
     if system is None or process is None or not cores:
         return None
@@ -163,5 +230,7 @@ def resource_summary(samples: list[dict], gpus: list[dict] | None) -> dict:
             readings = [r for s in samples for r in s.get("gpus", []) if r["index"] == g["index"]]
             for key in GPU_KEYS:
                 row[f"{key}_mean"], row[f"{key}_max"] = _mean_max(r[key] for r in readings)
+            for key in GPU_COUNTS:
+                row[f"{key}_max"] = _mean_max(r.get(key) for r in readings)[1]
             out_gpus.append(row)
     return {"host": host, "gpus": out_gpus}

@@ -9,7 +9,11 @@ completed runs with a 95 % bootstrap confidence interval, its CV and n; one run 
 the notes say so. A row is marked noisy when its CV is above --noisy-cv, and below target when its
 median best test accuracy misses the spec's target (the same statistic as its "best acc %" column;
 runs that missed it one by one are counted in "runs ok", and "s to target" says how many reached it).
-The parity column says whether the runs passed the parity gate (runner.parity.gate): a FAIL row did not
+Runs the host disturbed (runner.measure.noise: host_noise verdict noisy, other processes' CPU share, the
+load average or other GPU processes beyond their limits) are left out of a row's timings when the row
+has quiet runs, and its notes say how many and the worst run's reason ("noisy host: other processes
+used 61 % of the CPU"); a row with noisy runs only keeps their timings, is marked, and is ranked after
+the quiet rows of its spec. The parity column says whether the runs passed the parity gate (runner.parity.gate): a FAIL row did not
 train the spec's workload, so its timings are not comparable with the others. With --baseline, each
 spec's table gets the ratio of every row's steady s/epoch to the baseline row's (> 1: slower), with a
 bootstrap CI that resamples both rows' runs. Records with different spec hashes never share a row:
@@ -39,7 +43,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from runner.measure import stats
+from runner.measure import noise, stats
 from runner.errors import RecordError, UserError
 from runner.records import COMPLETED
 
@@ -203,10 +207,27 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
+def _timed(group: list[dict]) -> list[dict]:
+    """The completed runs whose times make the row: those the host did not disturb, when one of them
+    has a steady time; else all of them (a row of noisy runs only: marked, ranked after quiet rows)."""
+    done = [r for r in group if r["status"] in COMPLETED]
+    quiet = [r for r in done if not noise.is_noisy(r)]
+    return quiet if any(r["timing"]["steady_epoch_s"] is not None for r in quiet) else done
+
+
+def _host_noise(group: list[dict]) -> dict:
+    """The row's host-noise fields: its noisy runs, how many were left out of its times, and the
+    worst run's first reason."""
+    noisy = sum(noise.is_noisy(r) for r in group)
+    done_noisy = sum(noise.is_noisy(r) for r in group if r["status"] in COMPLETED)
+    timed_noisy = sum(noise.is_noisy(r) for r in _timed(group))
+    return {"noisy_host_runs": noisy, "noisy_host_left_out": done_noisy - timed_noisy,
+            "noisy_host_only": timed_noisy > 0, "noisy_host": noise.worst_reason(group)}
+
+
 def _steady(group: list[dict]) -> list[float]:
-    """The row's sample: one steady s/epoch per completed run that has one."""
-    return [r["timing"]["steady_epoch_s"] for r in group
-            if r["status"] in COMPLETED and r["timing"]["steady_epoch_s"] is not None]
+    """The row's sample: one steady s/epoch per completed run that has one (quiet runs: `_timed`)."""
+    return [r["timing"]["steady_epoch_s"] for r in _timed(group) if r["timing"]["steady_epoch_s"] is not None]
 
 
 def _below_target(done: list[dict], best, target) -> bool:
@@ -221,7 +242,8 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
     """One table row from the records of one group."""
     first = group[0]
     done = [r for r in group if r["status"] in COMPLETED]
-    t = lambda key: [r["timing"][key] for r in done]  # noqa: E731
+    timed = _timed(group)
+    t = lambda key: [r["timing"][key] for r in timed]  # noqa: E731
     m = lambda key: [r["metrics"][key] for r in done]  # noqa: E731
     steady = stats.summary(_steady(group))
     statuses = Counter(r["status"] for r in group)
@@ -256,7 +278,7 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
         "noisy": steady["cv"] is not None and steady["cv"] > noisy_cv,
         "first_epoch_s": _median(t("first_epoch_s")),
         "compile_s": _median(t("compile_s")),
-        "images_per_s": _median(m("images_per_s")),
+        "images_per_s": _median(r["metrics"]["images_per_s"] for r in timed),
         "final_test_accuracy": _median(m("final_test_accuracy")),
         "best_test_accuracy": best,
         "time_to_target_s": _median(m("time_to_target_s")),  # over the runs that reached the target
@@ -279,6 +301,7 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
         "total_train_s": _median(t("total_train_s")),
         "train_fn_s": _median(t("train_fn_s")),
         "mean_train_loss": _median(m("mean_train_loss")),
+        **_host_noise(group),
     }
 
 
@@ -379,10 +402,10 @@ def grouped(records: list[dict], baseline: str | None = None,
     apply_scaling([row for row, _ in pairs])
     if baseline is not None:
         _apply_baseline([row for row, _ in pairs], [_steady(g) for g in groups.values()], baseline)
-    # Rows without timings last.
+    # Rows without timings last; before them, rows timed from noisy runs only, never among quiet ones.
     return sorted(pairs, key=lambda p: (p[0]["spec_hash"], p[0]["steady_epoch_s"] is None,
-                                        p[0]["steady_epoch_s"] or 0, p[0]["framework"], p[0]["device"],
-                                        p[0]["devices"]))
+                                        p[0]["noisy_host_only"], p[0]["steady_epoch_s"] or 0,
+                                        p[0]["framework"], p[0]["device"], p[0]["devices"]))
 
 
 def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOISY_CV) -> list[dict]:
@@ -408,10 +431,20 @@ def _notes(row: dict) -> str:
         notes.append("no steady epochs")
     if row["noisy"]:
         notes.append(f"noisy (CV {100 * row['steady_epoch_s_cv']:.1f} %)")
+    if row["noisy_host"]:
+        notes.append(_noisy_host_note(row))
     if row["below_target"]:
         target = row["target_accuracy"]
         notes.append("below target" + ("" if target is None else f" {100 * target:g} %"))
     return "; ".join(notes)
+
+
+def _noisy_host_note(row: dict) -> str:
+    """"noisy host: other processes used 61 % of the CPU (limit 10 %); 1 of 4 runs left out"."""
+    k = row["noisy_host_left_out"]
+    how = ("; only noisy runs, ranked after quiet rows" if row["noisy_host_only"] else
+           f"; {k} of {row['runs']} runs left out of the times" if k else "")  # else: noisy runs that failed
+    return f"noisy host: {row['noisy_host']}{how}"
 
 
 def _scaling(row: dict) -> str:

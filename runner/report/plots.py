@@ -37,6 +37,8 @@ def _flag(row: dict) -> str:
         notes.append("n=1")
     if row["noisy"]:
         notes.append(f"noisy, CV {100 * row['steady_epoch_s_cv']:.0f} %")
+    if row.get("noisy_host_only"):
+        notes.append("noisy host")
     return f" ({'; '.join(notes)})" if notes else ""
 
 

@@ -88,6 +88,9 @@ def resources(row: dict, runs: list[dict]) -> dict:
     return {
         "peak_rss_bytes": row["peak_rss_bytes"],
         "process_cpu_percent": _median((x.get("host") or {}).get("process_cpu_percent_mean") for x in res),
+        # other processes' share of all cores (runner.measure.noise), and how many runs it made noisy
+        "other_cpu_percent": _median((x.get("host") or {}).get("other_cpu_percent_mean") for x in res),
+        "noisy_host_runs": row["noisy_host_runs"],
         "device_peak_memory_bytes": row["device_peak_memory_bytes"],
         "device_peak_memory_source": " | ".join(dict.fromkeys(
             x["device_peak_memory_source"] for x in res if x.get("device_peak_memory_source"))) or None,
