@@ -42,7 +42,9 @@ GPUS: tuple[tuple[str, float, str], ...] = (
 # records avx512f and avx2 but not fma or the unit count: every x86 core with AVX2 also has FMA3
 # (Intel Haswell on, AMD Zen and Excavator), and two FMA units are assumed (Skylake-SP Gold/Platinum
 # and later Xeons, Zen 2 on; some Xeon Silver/Bronze have one 512-bit unit and Zen 1 two 128-bit
-# ones, whose true peak is half of this). AMX (bf16/int8 tiles) does no FP32 work.
+# ones, whose true peak is half of this). AMD's AVX-512 is unknown: Zen 4 runs it on 256-bit units
+# (32), Zen 5 on 512-bit ones (64), and the recorded flags do not tell them apart. AMX (bf16/int8
+# tiles) does no FP32 work.
 CPU_ISA = (("avx512f", 64, "AVX-512 FMA, 2 units assumed"), ("avx2", 32, "AVX2+FMA, 2 FMA units assumed"))
 
 
@@ -66,6 +68,8 @@ def cpu_peak(cpu: dict) -> tuple[float | None, str | None, str | None]:
         return None, None, f"the probe recorded no maximum clock (a VM or no cpufreq driver){current}"
     if flags is None:
         return None, None, "the probe read no CPU flags"
+    if flags.get("avx512f") and "amd" in (cpu.get("vendor") or "").lower():
+        return None, None, "FP32 FLOPs per cycle unknown (AMD AVX-512: 32 on Zen 4, 64 on Zen 5)"
     isa = next(((per, why) for flag, per, why in CPU_ISA if flags.get(flag)), None)
     if isa is None:
         what = "NEON: the FMA pipes per core differ between Arm cores" if flags.get("neon") else "no AVX2 or AVX-512"
