@@ -89,9 +89,13 @@ def peak(record: dict) -> tuple[float | None, str | None, dict[str, str]]:
         value, source, why = cpu_peak(hw.get("cpu") or {})
         return value, source, ({"peak_flops_per_s": why} if why else {})
     if kind == "cuda":
+        # The framework's device name, else the probe's GPU name where every GPU has the same one.
         names = {g.get("name") for g in hw.get("gpus") or []}
-        name = record["device"].get("name") or (names.pop() if len(names) == 1 else None)
+        name = record["device"].get("name")
         value, source = gpu_peak(name)
+        if value is None and len(names) == 1:
+            name = names.pop()
+            value, source = gpu_peak(name)
         if value is None:
             return None, None, {"peak_flops_per_s": f"GPU {name!r} is not in runner.machine.peak's table"}
         if devices > 1:  # a data-parallel run: the same card on every device (its name is the first's)
