@@ -333,3 +333,35 @@ def test_unknown_and_quiet_verdicts_count_as_quiet():
     unknown["host_noise"] = {**unknown["host_noise"], "verdict": "unknown"}
     (row,) = compare.rows([unknown, make_record(steady=2.2)])
     assert row["n"] == 2 and row["noisy_host_runs"] == 0 and "noisy host" not in compare.render([row])
+
+
+def _efficient(gflops: float, percent: float | None, joules_per_image: float | None) -> dict:
+    r = make_record(steady=1.0)
+    r["efficiency"] = {**r["efficiency"], "achieved_flops_per_s": gflops * 1e9, "percent_of_peak": percent,
+                       "joules_per_image": joules_per_image, "joules_to_target": None,
+                       "peak_source": None if percent is None else "2 physical cores x 2.45 GHz ..."}
+    return r
+
+
+def test_efficiency_is_in_every_row_and_shows_as_columns_on_request(tmp_path, capsys):
+    from runner import cli
+
+    (row,) = compare.rows([_efficient(10.0, 5.0, 0.002), _efficient(12.0, 6.0, None), _efficient(11.0, 7.0, 0.004)])
+    assert row["achieved_flops_per_s"] == pytest.approx(11e9) and row["percent_of_peak"] == 6.0
+    assert row["joules_per_image"] == pytest.approx(0.003)  # the median of the runs that measured it
+    assert row["peak_source"].startswith("2 physical cores")
+    (json_row,) = json.loads(compare.render([row], "json"))
+    (csv_row,) = csv.DictReader(io.StringIO(compare.render([row], "csv")))
+    assert json_row["percent_of_peak"] == 6.0 and float(csv_row["achieved_flops_per_s"]) == pytest.approx(11e9)
+    assert "GFLOP/s" not in compare.render([row])  # markdown: only when asked
+    table = compare.render([row], columns=compare.parse_columns("gflops,peak,j_image"))
+    header, _, cells = table.splitlines()[2:5]
+    assert "| GFLOP/s" in header and "% of peak FP32" in header and "J/image" in header
+    assert "| 11.00 " in cells and "| 6.00 " in cells and "| 0.003 " in cells
+    assert compare.parse_columns("all") == tuple(compare.EXTRA_COLUMNS)
+    records.write(_efficient(10.0, 5.0, 0.002), tmp_path)
+    assert cli.main(["compare", str(tmp_path), "--columns", "j_target"]) == 0
+    assert "J to target" in capsys.readouterr().out
+    assert cli.main(["compare", str(tmp_path), "--columns", "gflops,watts"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dlbench: error: --columns: unknown watts") and len(err.strip().splitlines()) == 1

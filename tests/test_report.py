@@ -266,3 +266,40 @@ def test_a_row_timed_from_noisy_runs_only_is_marked_in_the_table_the_figure_and_
 
     (jax_cpu,) = [r for r in rows if r["platform"] == "cpu" and r["framework"] == "jax"]
     assert "noisy host" in plots._flag(jax_cpu)  # the figures' labels (their text is drawn as paths)
+
+
+def test_the_standard_workload_opens_the_page_then_plain_runs_then_sweeps():
+    """Issue 29, 5: the first table and plots a reader sees are the standard workload's."""
+    from runner.workload.spec import Spec, hash_of
+
+    def respec(r, experiment=None, **spec):
+        r["spec"] = {**r["spec"], **spec}
+        r["spec_hash"] = hash_of(r["spec"])
+        r["experiment"] = experiment
+        return r
+
+    standard = Spec().to_dict()
+    sweep = respec(run(), {"name": "batch-size", "kind": "sweep", "point": {"batch_size": 128}, "state": "complete"},
+                   **{**standard, "batch_size": 128})
+    small = respec(run(), **{**standard, "epochs": 3})
+    main_run = respec(run(), **standard)
+    recs = [sweep, small, main_run]
+    view = sections.build(recs, compare.rows(recs), {})
+    order = [b["spec_hash"] for b in view["specs"]]
+    assert order == [Spec().hash, small["spec_hash"], sweep["spec_hash"]]
+    text = make_page(recs)
+    assert text.index(f'id="spec-{Spec().hash[:12]}"') < text.index(f'id="spec-{small["spec_hash"][:12]}"')
+
+
+def test_every_row_shows_its_distance_to_the_peak_and_energy_per_image():
+    from runner.records import efficiency
+
+    recs = fleet()
+    for r in recs:  # the fixtures change device and energy after the block was made: make it again
+        r["efficiency"] = efficiency.block(r)
+    text = make_page(recs)
+    for header in ("GFLOP/s", "% of peak FP32", "J/image"):
+        assert f"<th>{header}</th>" in text
+    gpu = next(r for r in compare.rows(recs) if r["device"] == "cuda")
+    assert gpu["peak_source"].startswith("67 TFLOP/s FP32") and f"{gpu['percent_of_peak']:.2f}" in text
+    assert f"{gpu['joules_per_image']:.4g}" in text and "H100 SXM5" in text

@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
                         " options, devices (data-parallel: 2, 4...); e.g. framework=torch,device=cpu")
     p.add_argument("--noisy-cv", type=float, metavar="CV",
                    help="mark rows whose steady s/epoch varies more than this over runs (default 0.05)")
+    p.add_argument("--columns", metavar="KEY[,KEY...]",
+                   help="extra markdown columns: gflops (achieved GFLOP/s), peak (%% of the device's peak"
+                        " FP32), flops (MFLOP per image), j_image (J/image), j_target (J to the target"
+                        " accuracy), or all; CSV and JSON always carry them")
 
 
 def main(args) -> int:
@@ -33,10 +37,12 @@ def main(args) -> int:
 
     from runner.report import studies
 
+    columns = compare.parse_columns(args.columns)
     records, _ = load(args)
     train, others = compare.training(records), [r for r in records if r.get("kind", "train") != "train"]
     if train or not others:
-        print(compare.render(compare.rows(train, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format))
+        print(compare.render(compare.rows(train, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format,
+                             columns))
     if others and args.format == "markdown":
         print(("\n" if train else "") + studies.render_all(others))
     elif others:

@@ -302,6 +302,7 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
         "train_fn_s": _median(t("train_fn_s")),
         "mean_train_loss": _median(m("mean_train_loss")),
         **_host_noise(group),
+        **efficiency_fields(done),
     }
 
 
@@ -454,7 +455,8 @@ def _scaling(row: dict) -> str:
     return f"{row['speedup']:.2f}x, {100 * row['efficiency']:.0f} %"
 
 
-def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bool = False) -> dict:
+def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bool = False,
+             columns: tuple = ()) -> dict:
     runs = f"{row['completed']}/{row['runs']}"
     not_ok = {k: v for k, v in row["statuses"].items() if k != "ok"}
     if not_ok:
@@ -492,6 +494,7 @@ def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bo
     if with_energy:
         out["train energy J"] = ("-" if row["energy_j"] is None
                                  else f"{row['energy_j']:,.0f} ({row['energy_method']})")
+    out |= {title: cell(row) for title, cell in (EXTRA_COLUMNS[c] for c in columns)}
     out["notes"] = _notes(row)
     return out
 
@@ -533,7 +536,9 @@ def _finite(value):
     return value
 
 
-def render(table_rows: list[dict], fmt: str = "markdown") -> str:
+def render(table_rows: list[dict], fmt: str = "markdown", columns: tuple = ()) -> str:
+    """The rows as markdown (one table per spec; `columns`: EXTRA_COLUMNS keys the reader asked
+    for), or CSV / JSON with every field."""
     if fmt == "json":
         return json.dumps([_finite(r) for r in table_rows], indent=1, allow_nan=False)
     if fmt == "csv":
@@ -553,8 +558,47 @@ def render(table_rows: list[dict], fmt: str = "markdown") -> str:
     with_scaling = any(r["speedup"] is not None for r in table_rows)
     for spec_hash in dict.fromkeys(r["spec_hash"] for r in table_rows):
         mine = [r for r in table_rows if r["spec_hash"] == spec_hash]
-        cells = [{k: _markdown(v) for k, v in _display(r, with_baseline, with_energy, with_scaling).items()}
+        cells = [{k: _markdown(v) for k, v in _display(r, with_baseline, with_energy, with_scaling, columns).items()}
                  for r in mine]
         blocks.append(f"### {_markdown(mine[0]['spec'])} (spec {spec_hash[:12]})\n\n"
                       + tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True))
     return "\n\n".join(blocks) if blocks else "(no records)"
+
+
+# ---- efficiency (runner.records.efficiency): fields of every row, columns on request --------------
+
+EFFICIENCY_FIELDS = ("flops_per_image", "achieved_flops_per_s", "peak_flops_per_s", "percent_of_peak",
+                     "joules_per_image", "joules_to_target")
+
+
+def efficiency_fields(done: list[dict]) -> dict:
+    """The median over a row's completed runs of each efficiency number, and the peak's source."""
+    blocks = [r.get("efficiency") or {} for r in done]
+    out = {key: _median(b.get(key) for b in blocks) for key in EFFICIENCY_FIELDS}
+    out["peak_source"] = next((b["peak_source"] for b in blocks if b.get("peak_source")), None)
+    return out
+
+
+def _scaled(key: str, factor: float, fmt: str):
+    return lambda row: _num(None if row[key] is None else row[key] * factor, fmt)
+
+
+# --columns KEY: (markdown header, cell). CSV and JSON always carry the fields above.
+EXTRA_COLUMNS = {
+    "gflops": ("GFLOP/s", _scaled("achieved_flops_per_s", 1e-9, ",.2f")),
+    "peak": ("% of peak FP32", _scaled("percent_of_peak", 1, ".2f")),
+    "flops": ("MFLOP/image", _scaled("flops_per_image", 1e-6, ",.2f")),
+    "j_image": ("J/image", _scaled("joules_per_image", 1, ".4g")),
+    "j_target": ("J to target", _scaled("joules_to_target", 1, ",.0f")),
+}
+
+
+def parse_columns(text: str | None) -> tuple[str, ...]:
+    """"gflops,peak" -> ("gflops", "peak"); "all" -> every key; an unknown key is a UserError."""
+    if not text:
+        return ()
+    keys = tuple(EXTRA_COLUMNS) if text.strip() == "all" else tuple(k.strip() for k in text.split(",") if k.strip())
+    wrong = [k for k in keys if k not in EXTRA_COLUMNS]
+    if wrong:
+        raise UserError(f"--columns: unknown {', '.join(wrong)} (choose from {', '.join(EXTRA_COLUMNS)}, or all)")
+    return keys

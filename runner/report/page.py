@@ -22,7 +22,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 MIME = {"svg": "image/svg+xml", "png": "image/png"}
 SVG_DPI = 96  # CSS pixels per inch: the <img> box matches the figure's size in inches
 NUMERIC = ("n", "s/epoch (median [95% CI])", "CV %", "s/epoch × baseline", "1st epoch s", "compile s", "img/s",
-           "final acc %", "best acc %", "train energy J")
+           "final acc %", "best acc %", "train energy J", "GFLOP/s", "% of peak FP32", "J/image")
+# The efficiency columns every page shows (compare shows them on --columns): how far from the peak, energy per image.
+PAGE_COLUMNS = ("gflops", "peak", "j_image")
 CAPTIONS = {
     "time-to-accuracy": "Time to accuracy: test accuracy after each epoch against cumulative training time"
                         " (evaluation excluded), the median over each row's runs; the dashed line is the"
@@ -85,7 +87,8 @@ def _table(rows: list[dict], all_rows: list[dict]) -> list[dict]:
     """compare's markdown cells for these rows; the optional columns decided over all rows, as there."""
     with_baseline = any(r["baseline"] for r in all_rows)
     with_energy = any(r["energy_j"] is not None for r in all_rows)
-    return [{"parity": r["parity"], "cells": compare._display(r, with_baseline, with_energy)} for r in rows]
+    return [{"parity": r["parity"], "cells": compare._display(r, with_baseline, with_energy, columns=PAGE_COLUMNS)}
+            for r in rows]
 
 
 def html(records: list[dict], rows: list[dict], prices: dict, skipped=(), command: str = "",

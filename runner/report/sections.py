@@ -213,6 +213,17 @@ def reproduce(records: list[dict]) -> list[dict]:
             for r in sorted(records, key=lambda r: r.get("created_utc") or "", reverse=True)]
 
 
+def standard_first(blocks: list[dict], records: list[dict]) -> list[dict]:
+    """The page opens with the standard workload (the default Spec: 50 epochs of LeNet-5 on MNIST),
+    then the other plain runs' specs, then the specs only sweeps and tuning trials ran (an
+    `experiment` record); in each group, the order compare gave them."""
+    from runner.workload.spec import Spec
+
+    standard = Spec().hash
+    plain = {r["spec_hash"] for r in records if not r.get("experiment")}
+    return sorted(blocks, key=lambda b: (b["spec_hash"] != standard, b["spec_hash"] not in plain))
+
+
 def build(records: list[dict], rows: list[dict], prices: dict) -> dict:
     """Everything page.py and plots.py need, in one place."""
     with_hw = len({r["hardware"] for r in rows}) > 1
@@ -227,6 +238,6 @@ def build(records: list[dict], rows: list[dict], prices: dict) -> dict:
             "epochs": runs[0]["spec"]["epochs"], "curve": curve(runs),
             "resources": resources(row, runs), "cost": cost(row, runs, prices)})
     items = [it for b in specs.values() for it in b["items"]]
-    return {"specs": list(specs.values()), "machines": machines(records), "records": reproduce(records),
+    return {"specs": standard_first(list(specs.values()), records), "machines": machines(records), "records": reproduce(records),
             "priced": any(isinstance(it["cost"]["price"], (int, float)) or it["cost"]["price"] == FREE
                           for it in items)}
