@@ -19,7 +19,12 @@ def _busy(seconds: float):
 
 def test_real_sampler_reads_the_host_and_says_why_there_is_no_gpu():
     s = Sampler(interval_s=0.05).start()
-    _busy(0.4)
+    start = time.perf_counter()
+    # Busy until the thread has sampled on its interval at least twice (a loaded machine delays it),
+    # and for 0.4 s at least.
+    while len(s.samples) < 3 or time.perf_counter() - start < 0.4:
+        _busy(0.05)
+        assert time.perf_counter() - start < 120, "the sampler thread took no sample in 2 minutes"
     samples = s.stop()
     assert len(samples) >= 4  # the first, several on the interval, the last
     ts = [x["t"] for x in samples]
