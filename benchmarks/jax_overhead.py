@@ -40,14 +40,7 @@ MODES = ("step", "scan")
 def runner_loop(spec, data, mode):
     from runner.backends.jax_backend import JaxBackend
 
-    b = JaxBackend(spec, "cpu", {"loop": mode})
-    b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
-
-    def block(rows, _):
-        stats = b.train_epoch(rows)
-        b.synchronize()
-        float(stats.loss_sum)
-    return block
+    return paired.runner_block(JaxBackend, spec, data, {"loop": mode})
 
 
 def bare_loop(spec, data, mode):

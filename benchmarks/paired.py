@@ -71,6 +71,21 @@ class Timings:
                 f" medians)  goal {goal}")
 
 
+def runner_block(backend_cls, spec, data, options: dict) -> Callable:
+    """The runner's side of a pair: the backend set up on the real initial weights, one block = its
+    train_epoch over the block's batches, synchronized and its loss read back, as the harness does."""
+    from runner.workload import reference
+
+    b = backend_cls(spec, "cpu", options)
+    b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
+
+    def block(rows, _):
+        stats = b.train_epoch(rows)
+        b.synchronize()
+        float(stats.loss_sum)
+    return block
+
+
 def interleave(loops: dict[str, Callable], spec, epochs: int, block: int,
                fresh: Callable[[], dict] = dict, log=print) -> Timings:
     """Run every loop over every block of `epochs` epochs of the spec's batch order, rotating.

@@ -50,14 +50,7 @@ MODES = ("step", "epoch")
 def runner_loop(spec, data, mode, jit):
     from runner.backends.tf_backend import TensorflowBackend
 
-    b = TensorflowBackend(spec, "cpu", {"loop": mode, "jit_compile": jit})
-    b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
-
-    def block(rows, _):
-        stats = b.train_epoch(rows)
-        b.synchronize()
-        float(stats.loss_sum)
-    return block
+    return paired.runner_block(TensorflowBackend, spec, data, {"loop": mode, "jit_compile": jit})
 
 
 def bare_loop(spec, data, mode, jit):
