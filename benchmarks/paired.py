@@ -71,12 +71,12 @@ class Timings:
                 f" medians)  goal {goal}")
 
 
-def runner_block(backend_cls, spec, data, options: dict) -> Callable:
+def runner_block(backend_cls, spec, data, options: dict, device: str = "cpu") -> Callable:
     """The runner's side of a pair: the backend set up on the real initial weights, one block = its
     train_epoch over the block's batches, synchronized and its loss read back, as the harness does."""
     from runner.workload import reference
 
-    b = backend_cls(spec, "cpu", options)
+    b = backend_cls(spec, device, options)
     b.setup(reference.initial_params(spec), data.train_x, data.train_y, data.test_x, data.test_y)
 
     def block(rows, _):

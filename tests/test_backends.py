@@ -14,8 +14,8 @@ from runner.data import store
 from runner.workload.spec import FIELDS, make_spec
 
 def _variants():
-    """Every backend with its defaults, then each non-default option value: parity must hold
-    whichever way the framework is driven. A value that runs only with others (torch.workers=2 needs
+    """Every backend with its defaults, then each non-default option value the CPU runs: parity must
+    hold whichever way the framework is driven. A value that runs only with others (torch.workers=2 needs
     torch.loader=dataloader: the backend's check_options) gets the fewest other non-defaults it needs."""
     out = [pytest.param(p.values[0], {}, marks=p.marks, id=p.values[0]) for p in FRAMEWORKS]
     for p in FRAMEWORKS:
@@ -25,7 +25,13 @@ def _variants():
             for v in choices:
                 if v != default:
                     options = _runnable(cls, {key: v})
-                    out.append(pytest.param(name, options, marks=p.marks,
+                    try:  # a mode that needs a GPU (torch.step=graph) is checked by its refusal here
+                        getattr(cls, "check_device", lambda o, cuda: None)(options, False)
+                    except ValueError:
+                        continue
+                    # torch.compile takes 15-25 s cold: in the full run (tests/test_torch_steps.py too)
+                    marks = [*p.marks, pytest.mark.slow] if options.get("step") == "compile" else p.marks
+                    out.append(pytest.param(name, options, marks=marks,
                                             id=f"{name}-" + ",".join(f"{k}={x}" for k, x in options.items())))
     return out
 
@@ -167,3 +173,15 @@ def test_options_are_checked_before_anything_runs():
         backends.options_for("torch", {"loop": "scan"})
     assert backends.parse_option_args(["jax.loop=scan", "tensorflow.jit_compile=on"], ["jax", "tensorflow"]) == \
         {"jax": {"loop": "scan"}, "tensorflow": {"jit_compile": "on"}}
+
+
+def test_jax_records_the_allocator_settings_it_ran_under(monkeypatch):
+    """JAX preallocates 75 % of a GPU unless told: the record says which way the run went."""
+    from runner.backends import jax_backend
+
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", ".5")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_ALLOCATOR", raising=False)
+    assert jax_backend.xla_client_memory() == {"XLA_PYTHON_CLIENT_PREALLOCATE": None,
+                                               "XLA_PYTHON_CLIENT_MEM_FRACTION": ".5",
+                                               "XLA_PYTHON_CLIENT_ALLOCATOR": None}

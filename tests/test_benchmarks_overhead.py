@@ -13,9 +13,12 @@ from conftest import ROOT, has
 
 CASES = {  # script: (the framework module it needs, the loops whose ratio it prints)
     "torch_overhead.py": ("torch", [("runner", "bare"), ("loader", "runner")]),
+    "torch_step_overhead.py": ("torch", [("runner-eager", "bare-eager")]),  # on the CPU: EXTRA
     "jax_overhead.py": ("jax", [("runner-step", "bare-step"), ("runner-scan", "bare-scan")]),
     "tf_overhead.py": ("tensorflow", [("runner-step", "bare-step"), ("runner-epoch", "bare-epoch")]),
 }
+
+EXTRA = {"torch_step_overhead.py": ["--device", "cpu"]}  # its default is cuda; graph pairs need one
 
 
 @pytest.mark.slow
@@ -25,7 +28,8 @@ def test_overhead_benchmark_prints_a_ratio_per_mode(script, synthetic_dir):
     if not has(module):
         pytest.skip(f"{module} is not installed")
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--dataset", "synthetic",
-                          "--data-dir", str(synthetic_dir), "--limit-train", "640", "--block", "5", "--epochs", "2"],
+                          "--data-dir", str(synthetic_dir), "--limit-train", "640", "--block", "5", "--epochs", "2",
+                          *EXTRA.get(script, [])],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "epoch 0 " in out.stdout and "(warm-up)" in out.stdout

@@ -29,7 +29,8 @@ def test_no_framework_is_imported_with_the_package():
 
 
 def test_a_subcommand_imports_only_its_own_cli_module_and_help_none():
-    """main builds the parser of the subcommand it runs; the others are named by their summary alone."""
+    """main builds the parser of the subcommand it runs (with runner.cli.arguments, the flags several
+    share); the others are named by their summary alone."""
     code = ("import sys; from runner import cli; cli.build_parser({only!r});"
             " print(sorted(m for m in sys.modules if m.startswith('runner.cli.')))")
     def loaded(only):
@@ -37,7 +38,7 @@ def test_a_subcommand_imports_only_its_own_cli_module_and_help_none():
                              check=True)
         return out.stdout.strip()
     assert loaded("") == "[]"
-    assert loaded("compare") == "['runner.cli.compare']"
+    assert loaded("compare") == "['runner.cli.arguments', 'runner.cli.compare']"  # + the shared flags
     assert "runner.cli.tune" not in loaded("run") and "runner.cli.slurm" not in loaded("run")
 
 

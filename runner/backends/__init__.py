@@ -80,6 +80,19 @@ def options_for(name: str, given: dict[str, str]) -> dict:
         raise UserError(str(e)) from None
 
 
+def check_devices(options: dict[str, dict[str, str]], cuda) -> None:
+    """Each backend's check_device(options, cuda) (a mode the device cannot run, e.g. torch's CUDA
+    graph on the CPU): UserError before anything starts. cuda() says whether the runs go to a CUDA
+    GPU (runner.machine.platforms.on_cuda): asked only where a backend has options."""
+    for name, given in options.items():
+        check = getattr(load(name), "check_device", None)
+        if check is not None and given:
+            try:
+                check(given, cuda())
+            except ValueError as e:
+                raise UserError(str(e)) from None
+
+
 def parse_option_args(items: list[str], frameworks: list[str]) -> dict[str, dict[str, str]]:
     """['jax.loop=scan', ...] -> {'jax': {'loop': 'scan'}}, every framework checked."""
     out: dict[str, dict[str, str]] = {}

@@ -120,6 +120,16 @@ def _batch_norm_class(nn):
     return BatchNorm
 
 
+# JAX's GPU allocator reserves 75 % of the card at start unless told otherwise: the board's memory
+# use (NVML) then says nothing of the run, peak_bytes_in_use does. The settings are recorded as seen.
+XLA_MEMORY_ENV = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR")
+
+
+def xla_client_memory() -> dict:
+    """{variable: value or None (JAX's default: preallocate 75 %)} of the allocator settings."""
+    return {name: os.environ.get(name) for name in XLA_MEMORY_ENV}
+
+
 class JaxBackend:
     name = "jax"
     OPTIONS = {"loop": ("step", ("step", "scan")),
@@ -228,7 +238,8 @@ class JaxBackend:
 
         framework = {"name": "jax", "version": jax.__version__, "jaxlib": version("jaxlib"),
                      "flax": version("flax"), "optax": version("optax"), "mode": "jit",
-                     "matmul_precision": "highest", "options": self.options}
+                     "matmul_precision": "highest", "options": self.options,
+                     "xla_client_memory": xla_client_memory()}
         return {"framework": framework, "device": {"kind": kind, "name": None if kind == "cpu" else dev.device_kind},
                 "parallel": self.parallel()}
 

@@ -3,6 +3,10 @@
     python -m runner run --framework torch [--device cuda|mps|cpu]
     python -m runner run --framework torch --launcher torchrun --nproc 2    # DistributedDataParallel
     python -m runner run --framework torch --option torch.loader=dataloader --option torch.workers=4
+    python -m runner run --framework torch --option torch.step=compile    # or step=graph on CUDA
+
+step=graph|compile run the same step as one CUDA graph / one torch.compile'd function
+(runner.backends.torch_steps, which says why and what they leave out); eager is the default.
 
 loader=dataloader feeds the steps from a torch DataLoader over the raw uint8 images with a
 per-sample transform and `workers` worker processes instead (runner.backends.loaders: same batches,
@@ -28,7 +32,7 @@ import numpy as np
 
 from runner.workload import ranks
 from runner.workload import models
-from runner.backends import loaders
+from runner.backends import loaders, torch_steps
 from runner.backends.base import CPU_PEAK_MEMORY, EpochStats, FrameworkUnavailable, parse_options, single_parallel
 from runner.workload.spec import Spec
 
@@ -132,11 +136,23 @@ def running_stats(model) -> list:
 
 class TorchBackend:
     name = "torch"
-    OPTIONS: dict = {"loader": ("resident", ("resident", "dataloader")), "workers": ("0", loaders.WORKERS)}
+    OPTIONS: dict = {"loader": ("resident", ("resident", "dataloader")), "workers": ("0", loaders.WORKERS),
+                     "step": (torch_steps.MODES[0], torch_steps.MODES)}
 
     @staticmethod
     def check_options(options: dict) -> None:
         loaders.check("torch", options, "dataloader", {})
+        if options.get("step", "eager") != "eager" and options.get("loader", "resident") != "resident":
+            raise ValueError(f"torch option step={options['step']} indexes each batch from the resident data"
+                             f" inside the step: use loader=resident (the default) with it")
+
+    @staticmethod
+    def check_device(options: dict, cuda: bool) -> None:
+        """Refuse, before anything starts, a mode the device cannot run (cuda: whether the run's
+        device is a CUDA GPU)."""
+        if options.get("step") == "graph" and not cuda:
+            raise ValueError("torch option step=graph captures the step as a CUDA graph: it needs an NVIDIA GPU"
+                             " (--device cuda), not the CPU or MPS; step=compile runs everywhere")
 
     def __init__(self, spec: Spec, device: str = "auto", options: dict | None = None):
         self.options = parse_options(self.name, self.OPTIONS, options or {})
@@ -161,8 +177,25 @@ class TorchBackend:
             raise FrameworkUnavailable(f"{spec.model} under torchrun on {self.device.type}: batch norm needs"
                                        f" SyncBatchNorm, which torch {torch.__version__} runs on CUDA only;"
                                        f" use --nproc 1 or CUDA")
+        self.step_mode = self.options["step"]
+        if self.step_mode != "eager":
+            self._check_step_mode()
         if self.world > 1:
             self._init_distributed()
+
+    def _check_step_mode(self) -> None:
+        """What step=graph|compile cannot run (runner.backends.torch_steps): said in one line."""
+        mode = self.step_mode
+        try:
+            self.check_device(self.options, self.device.type == "cuda")
+        except ValueError as e:
+            raise FrameworkUnavailable(str(e)) from None
+        if self.world > 1:
+            raise FrameworkUnavailable(f"torch option step={mode} runs in one process: under torchrun"
+                                       f" (DistributedDataParallel) use step=eager")
+        if models.has_batchnorm(self.spec.model):
+            raise FrameworkUnavailable(f"torch option step={mode}: {self.spec.model} has batch norm, whose"
+                                       f" running statistics the fused step does not carry: use step=eager")
 
     def _init_distributed(self) -> None:
         """The process group torchrun's environment describes (once per process: the parity gate's
@@ -200,8 +233,14 @@ class TorchBackend:
         framework = {"name": "torch", "version": torch.__version__,
                      "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if kind == "cuda" else None,
-                     "mode": "eager", "tf32": False, "options": self.options}
+                     "mode": self._mode_name(), "tf32": False, "options": self.options}
         return {"framework": framework, "device": {"kind": kind, "name": name}, "parallel": self.parallel()}
+
+    def _mode_name(self) -> str:
+        """eager, graph (a CUDA graph), compile, or compile+graph (compiled, then graphed, on CUDA)."""
+        if self.step_mode == "compile" and self.device.type == "cuda":
+            return "compile+graph"
+        return self.step_mode
 
     def parallel(self) -> dict:
         """The record's `parallel` block."""
@@ -235,11 +274,19 @@ class TorchBackend:
         self.train_x, self.train_y = to_dev(train_x[:, None], host), to_dev(train_y.astype(np.int64), host)
         self.test_x, self.test_y = to_dev(test_x[:, None]), to_dev(test_y.astype(np.int64))
         self.batch_size, self.eval_batch_size = spec.batch_size, spec.eval_batch_size
+        self.fused = None
+        if self.step_mode != "eager":  # the model's own parameters, stepped by one fused function
+            self.fused = torch_steps.FusedStep(torch, self.step_mode, self.model, self.loss_fn, spec, dev,
+                                               self.train_x, self.train_y)
 
     def train_epoch(self, order: np.ndarray) -> EpochStats:
         torch, model, opt = self.torch, self.net, self.optimizer
         assert order.shape[1] == self.batch_size
         order = self._my_columns(order)
+        if self.fused is not None:
+            model.train()
+            loss_sum, correct = self.fused.epoch(self.torch.from_numpy(order).to(self.device))
+            return EpochStats(loss_sum, correct, len(order))
         batches = self._batches(order)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -340,6 +387,9 @@ class TorchBackend:
         # step.item(), a Python float: float64, as the spec's rule asks.
         torch, model = self.torch, self.model
         load_reference(torch, model, params, buffers)
+        if self.fused is not None:  # into the tensors its step (or CUDA graph) holds
+            self.fused.set_adam(m, v, t)
+            return
         to_dev = lambda a: torch.from_numpy(np.array(a, np.float32)).to(self.device)  # noqa: E731
         for p, name in zip(model.parameters(), params):
             self.optimizer.state[p] = {"step": torch.tensor(float(t)), "exp_avg": to_dev(m[name]),
@@ -347,6 +397,8 @@ class TorchBackend:
 
     def adam_state(self):
         names = [p.name for p in models.params(self.spec.model)]
+        if self.fused is not None:
+            return self.fused.adam_state(names)
         states = [self.optimizer.state.get(p, {}) for p in self.model.parameters()]
         get = lambda s, k, p: s[k].detach().cpu().numpy().copy() if k in s else np.zeros(tuple(p.shape), np.float32)  # noqa: E731
         m = {n: get(s, "exp_avg", p) for n, s, p in zip(names, states, self.model.parameters())}

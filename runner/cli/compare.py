@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from runner.cli import SUMMARIES
+from runner.cli import SUMMARIES, arguments
 from runner.errors import UserError
 
 
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compare", help=SUMMARIES["compare"],
                        description="Merge records (files or folders) into one table per spec.")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    arguments.add_table(p)
     p.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
                    help="the row the others are divided by (s/epoch ratio with a 95%% CI), in each spec's"
                         " table; keys: framework, device, platform, hardware (a substring), version,"

@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, SUMMARIES, report, workload
+from runner.cli import EXIT_FAILED, EXIT_INTERRUPTED, SUMMARIES, arguments, report, workload
+from runner.cli.arguments import DEFAULT_OUT
 from runner.errors import UserError
 
 # benchmarks/sampler_overhead.py: no measurable cost at 0.1 s, 60 % slower training at 0.0001 s.
@@ -48,7 +49,7 @@ def add_run_arguments(p, parity_steps: int = 50, repeats: bool = True) -> None:
     p.add_argument("--parity-steps", type=int, default=parity_steps, metavar="K",
                    help="after training, check the first K steps against the float64 reference and record"
                         f" the result (default {parity_steps}; 0 skips it)")
-    add_out_argument(p)
+    arguments.add_out(p)
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
 
 
@@ -103,23 +104,6 @@ def run_settings(args):
     if args.parity_steps < 0:
         raise UserError(f"--parity-steps must be >= 0, got {args.parity_steps}")
     return Sampling(interval_s=args.sample_interval, write_samples=args.samples), out_dir(args.out)
-
-
-# Not `results/`: that folder holds the committed records, and a first run landing among them would
-# mix into `compare results/`. The images set DLBENCH_OUT=/results (their mounted volume), so a run
-# inside one writes there whatever this default is.
-DEFAULT_OUT = "dlbench-results"
-
-
-def default_out() -> str:
-    return os.environ.get("DLBENCH_OUT") or DEFAULT_OUT
-
-
-def add_out_argument(p) -> None:
-    """--out for every command that writes records (run, sweep, tune, ensemble, per-sample-grads)."""
-    p.add_argument("--out", default=default_out(),
-                   help=f"folder for the records (default: $DLBENCH_OUT, else ./{DEFAULT_OUT}; results/ holds"
-                        f" the repository's committed records)")
 
 
 def folder_named(flag: str, text: str, example: str) -> Path:

@@ -16,28 +16,19 @@ from runner.errors import UserError
 
 
 def add_arguments(p, frameworks: tuple[str, ...]) -> None:
+    from runner.cli import arguments
     from runner.data.catalog import DATASETS
-    from runner.launch.launchers import LAUNCHERS
-    from runner.machine import platforms
 
     p.add_argument("--framework", default=",".join(frameworks),
                    help=f"comma-separated, from {', '.join(frameworks)}; or 'all' (the installed ones);"
                         f" default {','.join(frameworks)}")
     p.add_argument("--dataset", choices=list(DATASETS), default="mnist",
                    help="the images the models read (default mnist; synthetic: generated, no download)")
-    p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+    arguments.add_data_dir(p)
     p.add_argument("--seed", type=int, default=42, help="the reference weights' and batch order's seed (default 42)")
-    p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
-    p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
-    p.add_argument("--launcher", choices=[n for n in LAUNCHERS if n != "torchrun"], default="process",
-                   help="how each framework's process is started (default: process; container: in an image)")
-    p.add_argument("--launcher-setting", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of the launcher, recorded with the run (repeatable), as for `run`")
-    from runner.cli.run import add_out_argument
-
-    add_out_argument(p)
-    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown", help="the table's format")
-    p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
+    arguments.add_placement(p, torchrun=False)
+    arguments.add_out(p)
+    arguments.add_table(p, no_table=True)
     p.add_argument("--table", nargs="+", metavar="PATH",
                    help="run nothing: print the table of the study's records under these files or folders")
 

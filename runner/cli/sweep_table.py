@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 
-from runner.cli import SUMMARIES
+from runner.cli import SUMMARIES, arguments
 from runner.errors import UserError
 
 
@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
                                    " README.md, 'Experiments: sweeps and tuning').")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--id", metavar="SWEEP_ID", help="only this sweep (the id the sweep printed)")
-    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    arguments.add_table(p)
 
 
 def main(args) -> int:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 
-from runner.cli import SUMMARIES
+from runner.cli import SUMMARIES, arguments
 from runner.errors import UserError
 
 
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--study", metavar="NAME", help="only this study (tune's --study)")
     p.add_argument("--top", type=int, default=5, metavar="K",
                    help="the best K completed trials per framework (default 5)")
-    p.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    arguments.add_table(p)
 
 
 def main(args) -> int:

@@ -29,27 +29,19 @@ def _field_type(name: str):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from runner.launch.launchers import LAUNCHERS
-    from runner.machine import platforms
+    from runner.cli import arguments
     from runner.workload.spec import FIELD_HELP, FIELDS, FLAG_ALIASES, PRESETS
 
     p.add_argument("--framework", default="all",
                    help="one name, a comma-separated list, or 'all' (default: every installed framework)")
-    p.add_argument("--platform", choices=list(platforms.PLATFORMS), help="default: $DLBENCH_PLATFORM, else detected")
-    p.add_argument("--device", choices=platforms.DEVICES, help="default: the platform's (auto = cuda > mps > cpu)")
-    p.add_argument("--launcher", choices=list(LAUNCHERS), default="process",
-                   help="how each framework's process is started (default: process, a subprocess here;"
-                        " container: in an image, through Docker or podman's socket;"
-                        " torchrun: PyTorch DistributedDataParallel ranks)")
-    p.add_argument("--launcher-setting", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of the launcher, recorded with the run (repeatable): process: python,"
-                        " grace_s; container: image, engine, gpus, python, grace_s; torchrun: see --nproc")
+    arguments.add_placement(p)
     p.add_argument("--nproc", type=int, metavar="N",
                    help="with --launcher torchrun: ranks per node (default 2; the world size must divide the batch)")
     p.add_argument("--nnodes", type=int, metavar="N",
                    help="with --launcher torchrun: nodes, each running torchrun under srun (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="FRAMEWORK.KEY=VALUE",
-                   help="a backend option, recorded with the run (repeatable): tensorflow.loop=epoch|step,"
+                   help="a backend option, recorded with the run (repeatable): torch.step=eager|graph|compile"
+                        " (graph: CUDA only), tensorflow.loop=epoch|step,"
                         " tensorflow.jit_compile=off|on, jax.loop=step|scan, jax.devices=1|2|4|8|all (data-parallel);"
                         " loader mode (README): torch.loader=resident|dataloader, tensorflow.loader=resident|tfdata"
                         " (with tensorflow.loop=step), jax.loader=resident|host, FRAMEWORK.workers=0|1|2|4|8|16")
@@ -63,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            default=argparse.SUPPRESS, help=FIELD_HELP[name])
     group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="any spec field by its name, e.g. --set beta2=0.99 (repeatable)")
-    p.add_argument("--data-dir", help="dataset folder (default: $DLBENCH_DATA_DIR, else the user cache)")
+    arguments.add_data_dir(p)
 
 
 def overrides(args) -> dict:
@@ -119,6 +111,7 @@ def resolve(args) -> Workload:
     if not frameworks:
         raise UserError(f"no framework can run on device {device} here (see the lines above)")
     options = backends.parse_option_args(args.option, frameworks)
+    backends.check_devices({f: options.get(f, {}) for f in frameworks}, lambda: platforms.on_cuda(device))
     return Workload(spec, frameworks, platform, device, options, _launcher(args, spec, frameworks, device))
 
 

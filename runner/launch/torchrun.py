@@ -83,10 +83,11 @@ class TorchrunLauncher(ProcessLauncher):
             raise UserError(f"launcher torchrun: nnodes={self.nnodes} starts torchrun on each node through srun,"
                             f" which is not on PATH here (run inside a Slurm job, or srun=false and start"
                             f" it on each node)")
+        from runner.machine import platforms
         from runner.workload import models
 
         # the model first: whether ranks run on the CPU may take a probe of the GPUs (device auto)
-        if self.world_size > 1 and models.has_batchnorm(spec.model) and _on_the_cpu(device):
+        if self.world_size > 1 and models.has_batchnorm(spec.model) and not platforms.on_cuda(device):
             raise UserError(f"launcher torchrun: {spec.model} has batch norm, which over {self.world_size} ranks"
                             f" needs SyncBatchNorm, which PyTorch runs on CUDA only, and device {device} is not"
                             f" CUDA here: use --nproc 1, or a CUDA GPU")
@@ -116,16 +117,6 @@ class TorchrunLauncher(ProcessLauncher):
 
 def _nodelist(environ) -> str | None:
     return environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
-
-
-def _on_the_cpu(device: str) -> bool:
-    """Whether torch's ranks would run on the CPU: asked for, or "auto" where no NVIDIA GPU is seen
-    (NVML, as the record's probe; torch itself is not imported by the parent)."""
-    if device == "auto":
-        from runner.machine import probe
-
-        return not probe.gpus({})
-    return device != "cuda" and not device.startswith("cuda:")
 
 
 def _scontrol(*args: str) -> str:

@@ -79,3 +79,13 @@ def preflight(platform_name: str, frameworks: list[str], device_flag: str | None
     rows = metal.plan(frameworks, device_flag)
     log(metal.render(rows))
     return {r["framework"]: r["device"] for r in rows}
+
+
+def on_cuda(device: str) -> bool:
+    """Whether a run asked for `device` runs on a CUDA GPU: asked for, or "auto" where an NVIDIA GPU is
+    seen (NVML, as the record's probe; the parent imports no framework)."""
+    if device == "auto":
+        from runner.machine import probe
+
+        return bool(probe.gpus({}))
+    return device == "cuda" or device.startswith("cuda:")

@@ -127,7 +127,8 @@ def options_label(rec: dict) -> str:
     if not isinstance(options, dict):  # the schema leaves framework's other keys open
         return str(options)
     hidden = SCALE_OPTIONS + (RESIDENT_OPTIONS if options.get("loader", "resident") == "resident" else ())
-    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in hidden)
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items())
+                     if k not in hidden and IMPLICIT_DEFAULTS.get(k) != v)
 
 
 def group_key(rec: dict) -> tuple:
@@ -149,6 +150,9 @@ SCALE_OPTIONS = ("devices",)
 # before loader mode ran: shown as no option, so old and new resident runs share a row; a loader run
 # (runner.backends.loaders) shows its loader and workers.
 RESIDENT_OPTIONS = ("loader", "workers")
+# torch's step=eager is how every torch record before step modes ran: shown as no option, so those
+# rows merge; step=graph and step=compile show (runner.backends.torch_steps).
+IMPLICIT_DEFAULTS = {"step": "eager"}
 
 
 def _scale_key(row: dict) -> tuple:

@@ -3,10 +3,11 @@
 #   run(command="bash scripts/device/run.sh", carry=["device-carry"], timeout_s=540)
 # Installs the carried wheels (scripts/device/prepare.sh made them) into a folder of its own, points
 # the store at the carried MNIST, then scripts/cuda_results.sh: verify on the GPU, then each mode of
-# RUNS on the standard workload under BUDGET_S, the records tarred into $OUT/records.tar.gz.
+# RUNS on the standard workload under BUDGET_S, the records tarred into $OUT/records.tar.gz; then
+# benchmarks/torch_step_overhead.py into $OUT/torch_step_overhead.txt (BENCH=0 skips it).
 #
 # Settings (environment): OUT (set by the device tool), CARRY (default device-carry), BUDGET_S
-# (default 420: a 540 s call keeps 2 minutes for the start and the tarball), REPEATS (default 1),
+# (default 360: a 540 s call keeps 3 minutes for the install, the benchmark and the tarball), REPEATS (default 1),
 # RUNS (default: every torch step mode and both JAX loops), DEVICE (default cuda), EXTRA.
 # Tested on the CPU (DEVICE=cpu, a smoke spec) by tests/test_cuda_results.py.
 set -uo pipefail
@@ -23,5 +24,12 @@ export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" HOME=${HOME_DIR:-/tmp/
 [ -d "$carry/data" ] && export DLBENCH_DATA_DIR="$PWD/$carry/data"
 mkdir -p "$HOME"
 export RUNS=${RUNS:-"torch:step=eager torch:step=graph torch:step=compile jax:loop=step jax:loop=scan"}
-export BUDGET_S=${BUDGET_S:-420} REPEATS=${REPEATS:-1}
-exec bash scripts/cuda_results.sh
+export BUDGET_S=${BUDGET_S:-360} REPEATS=${REPEATS:-1}
+bash scripts/cuda_results.sh
+rc=$?
+# Then the paired in-process overhead benchmark (runner vs bare loop, eager and graph): ~1 minute
+if [ "${DEVICE:-cuda}" = cuda ] && [ "${BENCH:-1}" = 1 ]; then
+  timeout 120 ${PYTHON:-python3} benchmarks/torch_step_overhead.py --limit-train 12800 --epochs 4 \
+    >"$OUT/torch_step_overhead.txt" 2>&1 || echo "device: torch_step_overhead.py failed (see its output)" >&2
+fi
+exit $rc
