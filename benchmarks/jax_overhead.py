@@ -16,8 +16,9 @@ the runner (no per-step loss sum and training-accuracy count, optax's float32 bi
 instead of the spec's float64 ones fed in per step): the ratio charges the runner with all of it.
 --model mlp (a cheaper step, where a per-step harness cost would show) or cnn; no batch-norm models.
 
-Taken beside other work (shared 2-core CPU, load 2-5), --limit-train 12800 --block 50: runner/bare
-0.96 (step) and 1.01 (scan) for lenet5, 1.02 and 1.00 for mlp. On this CPU loop=scan is ~4x slower
+On our 2-core CPU, nothing else running (2026-12-06, load 0.8-1.9: its own threads), --limit-train 12800
+--block 50: runner/bare 0.991 [0.96-1.09] (step) and 1.020 [0.90-1.11] (scan) for lenet5; taken earlier beside
+other work (load 2-5): 0.96-0.99 and 1.01, and 1.02 and 1.00 for mlp. On this CPU loop=scan is ~4x slower
 than loop=step for lenet5 in the bare loop as much as in the runner: an XLA-CPU matter, not the harness.
 """
 

@@ -18,8 +18,9 @@ the runner (no per-step loss sum and training-accuracy count, Keras' Adam instea
 written-out one with float64 bias corrections): the ratio charges the runner with all of it.
 --model mlp (a cheaper step, where a per-step harness cost would show) or cnn; no batch-norm models.
 
-Taken beside other work (shared 2-core CPU, load 2-5), --limit-train 12800 --block 50: runner/bare
-0.95-0.98 (step) and 1.00-1.02 (epoch) for lenet5 in two runs, 1.02 and 1.00 with --jit-compile on;
+On our 2-core CPU, nothing else running (2026-12-06, load 0.8-1.9: its own threads), --limit-train 12800
+--block 50: runner/bare 0.946 [0.88-1.02] (step) and 1.011 [0.97-1.15] (epoch) for lenet5. Taken earlier
+beside other work (load 2-5): 0.95-0.98 (step) and 1.00-1.02 (epoch) in two runs, 1.02 and 1.00 with --jit-compile on;
 mlp 1.07-1.09 (step) and 1.08-1.10 (epoch).
 The mlp gap is the spec's Adam, not the harness: without XLA every elementwise op of an update is a
 kernel of its own, and the spec's (torch's operation order, bias corrections divided into m and v)

@@ -13,6 +13,9 @@ Adam 1e-3, batch 64, same initial weights:
   loader  the tutorial way: DataLoader(shuffle=True) over uint8 images, a per-sample transform
           (ToTensor + Normalize, written out: there is no CPU torchvision here)
   input   the same DataLoader iterated alone, no model: the input cost the loader loop adds
+On our 2-core CPU, nothing else running (2026-12-06, load 1.3-1.9: its own threads), --epochs 6 (full
+MNIST, 50 blocks of 100 steps): runner/bare 0.997 [0.87-1.25], loader/runner 1.24, input share 0.17. With
+--limit-train 12800 --block 50 the 12 blocks read 1.06 [0.68-1.48]: too few blocks to read.
 Goals: runner/bare <= 1.05 and loader/runner >= 2. The second is bounded by (compute + input) /
 compute: on a CPU, where a LeNet-5 step costs several ms, the per-sample input cost cannot double it.
 """

@@ -84,6 +84,12 @@ def test_a_v5_record_is_judged_on_the_mean_share_it_kept(tmp_path):
     assert got["verdict"] == "noisy" and got["reasons"] == ["other processes used 40 % of the CPU (limit 10 %)"]
 
 
+def test_a_share_just_past_the_limit_is_not_rounded_onto_it():
+    got = noise.judge(_record(other=10.4, other_max=30.0, load=1.0, cores=2))
+    assert got["reasons"] == ["other processes used 10.4 % of the CPU (limit 10 %)"]
+    assert noise.judge(_record(other=10.0, other_max=30.0, load=1.0, cores=2))["verdict"] == "quiet"
+
+
 # -- --until-stable --------------------------------------------------------------------------------
 
 def _outcomes(*runs):

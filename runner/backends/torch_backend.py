@@ -260,7 +260,8 @@ class TorchBackend:
         if self.world > 1:
             ddp = torch.nn.parallel.DistributedDataParallel
             self.net = ddp(self.model, device_ids=[dev] if dev.type == "cuda" else None)
-        self.optimizer = make_optimizer(torch, spec, self.model.parameters())
+        # torch.optim.Adam steps eagerly; the other modes write its update out (torch_steps.FusedStep)
+        self.optimizer = make_optimizer(torch, spec, self.model.parameters()) if self.step_mode == "eager" else None
         self.loss_fn = make_loss(torch, spec)
         to_dev = lambda a, d=dev: torch.from_numpy(np.ascontiguousarray(a)).to(d)  # noqa: E731
         self.loader = None

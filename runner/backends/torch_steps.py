@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runner.backends.base import FrameworkUnavailable
+
 MODES = ("eager", "graph", "compile")
 WARMUP_STEPS = 3  # side-stream iterations before capture (the recipe's 3; lazy init, cuDNN autotune)
 
@@ -43,6 +45,9 @@ class FusedStep:
     """The training step as one function over state tensors that never move (see the module doc)."""
 
     def __init__(self, torch, mode: str, model, loss_fn, spec, device, train_x, train_y):
+        if spec.optimizer != "adam":
+            raise FrameworkUnavailable(f"torch option step={mode} writes out Adam's update; the spec asks for"
+                                       f" {spec.optimizer!r}: use step=eager")
         self.torch, self.mode, self.device = torch, mode, device
         self.model, self.loss_fn = model, loss_fn
         self.names = [n for n, _ in model.named_parameters()]
@@ -62,8 +67,7 @@ class FusedStep:
         self.lr, self.beta1, self.beta2 = spec.learning_rate, spec.beta1, spec.beta2
         self.eps, self.weight_decay = spec.eps, spec.weight_decay
         self._compiled = torch.compile(self._step, fullgraph=True, dynamic=False) if mode == "compile" else None
-        self.fn = self.step if mode != "compile" else lambda: self._compiled(
-            self.params, self.m, self.v, self.t, self.idx, self.train_x, self.train_y, self.loss_sum, self.correct)
+        self.fn = self.step if mode != "compile" else lambda: self._compiled(*self._args())
         self.graph = None
         self.use_graph = mode == "graph" or (mode == "compile" and device.type == "cuda")
 
@@ -74,8 +78,12 @@ class FusedStep:
     def step(self) -> None:
         """One optimizer step on the rows in self.idx (the state passed as arguments: torch.compile
         writes in-place updates of arguments back, of attributes it read not always)."""
-        self._step(self.params, self.m, self.v, self.t, self.idx, self.train_x, self.train_y, self.loss_sum,
-                   self.correct)
+        self._step(*self._args())
+
+    def _args(self) -> tuple:
+        """The state `_step` reads and updates, in its parameter order."""
+        return (self.params, self.m, self.v, self.t, self.idx, self.train_x, self.train_y, self.loss_sum,
+                self.correct)
 
     def _step(self, params, ms, vs, t, idx, train_x, train_y, loss_sum, correct) -> None:
         """torch.optim.Adam's _single_tensor_adam, the non-capturable branch, op for op; L2 weight

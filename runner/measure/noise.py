@@ -57,7 +57,9 @@ def judge(record: dict) -> dict | None:
 
     reasons = []
     if cpu_mean is not None and cpu_mean > OTHER_CPU_PERCENT_LIMIT:
-        reasons.append(f"other processes used {cpu_mean:.0f} % of the CPU (limit {OTHER_CPU_PERCENT_LIMIT:g} %)")
+        # whole percent, unless rounding would show 10.4 % as the limit it passed ("used 10 % (limit 10 %)")
+        shown = f"{cpu_mean:.0f}" if round(cpu_mean) > OTHER_CPU_PERCENT_LIMIT else f"{cpu_mean:.1f}"
+        reasons.append(f"other processes used {shown} % of the CPU (limit {OTHER_CPU_PERCENT_LIMIT:g} %)")
     if gpu_others is not None and gpu_others > GPU_OTHER_PROCESSES_LIMIT:
         reasons.append(f"{gpu_others} other process{'es' * (gpu_others != 1)} used the GPU"
                        f" (limit {GPU_OTHER_PROCESSES_LIMIT})")
