@@ -160,7 +160,7 @@ def test_framework_banners_stay_in_the_log(tmp_path, synthetic_dir):
 # Lower layers never import higher ones: a newcomer can read the flow top-down (cli -> launch ->
 # the child's steps) and every arrow points down.
 LAYERS = ["runner", "errors", "lists", "atomic", "console", "data", "workload", "backends", "measure", "machine",
-          "request", "records", "parity", "studies", "report", "launch", "experiments", "cli", "__main__"]
+          "request", "records", "parity", "jobs", "studies", "report", "launch", "experiments", "cli", "__main__"]
 
 
 def _group(module: str) -> str:
@@ -235,3 +235,48 @@ def test_only_the_users_signal_stops_the_rest_of_the_runs():
     assert not orchestrate._user_interrupt(launchers.Exit(130), sigterm)
     assert not orchestrate._user_interrupt(launchers.Exit(1), {"status": "failed", "error": "boom"})
     assert "interrupted" in orchestrate.FAILING
+
+
+def test_the_job_frame_turns_what_a_body_raised_into_the_records_status_and_exit_code(tmp_path, capsys):
+    """runner.jobs.frame: one ladder for the train job and the micro-benchmark jobs."""
+    import signal
+    import types
+
+    from runner.backends.base import FrameworkUnavailable
+    from runner.errors import Interrupted
+    from runner.jobs import frame
+
+    class Mine(Exception):
+        pass
+
+    req = types.SimpleNamespace(framework="torch", out_dir=str(tmp_path))
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    def outcome(exc):
+        rec, seen = {"status": None, "error": None, "log_file": "logs/torch-x.log"}, []
+
+        def body():
+            if exc is not None:
+                raise exc
+            rec["status"] = "ok"
+        try:
+            frame.guarded(req, rec, body, seen.append, own=((Mine, "diverged"),))
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the record is still to be written
+        finally:
+            signal.signal(signal.SIGINT, saved[0])
+            signal.signal(signal.SIGTERM, saved[1])
+        return rec, seen
+
+    assert outcome(None) == ({"status": "ok", "error": None, "log_file": "logs/torch-x.log"}, [])
+    assert outcome(Interrupted("SIGTERM"))[1] == ["SIGTERM"]
+    assert outcome(KeyboardInterrupt())[1] == ["SIGINT"]
+    rec, _ = outcome(FrameworkUnavailable("no torch here"))
+    assert rec["status"] == "unavailable" and rec["error"].startswith("no torch here (install: ")
+    assert outcome(Mine("loss 1e9 at epoch 2"))[0]["error"] == "loss 1e9 at epoch 2"
+    rec, _ = outcome(ValueError("bad shape"))
+    assert rec["status"] == "failed" and "bad shape" in rec["error"]
+    capsys.readouterr()
+    assert frame.finish(req, rec) == 1
+    assert capsys.readouterr().err == f"[torch] failed: {rec['error']} (details: {tmp_path / 'logs/torch-x.log'})\n"
+    assert frame.finish(req, {**rec, "status": "unavailable"}, details=False) == 3
+    assert "(details" not in capsys.readouterr().err

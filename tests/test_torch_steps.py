@@ -108,6 +108,26 @@ def test_graph_needs_cuda_and_what_the_fused_step_leaves_out_is_refused(small):
     backends.check_devices({"torch": {"step": "compile"}}, lambda: False)
 
 
+def test_compile_without_a_compiler_is_one_line_naming_what_is_missing(small, monkeypatch, tmp_path):
+    from runner.backends import torch_steps
+
+    spec, _ = small
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++, gcc or clang here (a slim container image)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv("CC", raising=False)
+    assert torch_steps.missing_toolchain("cpu") == "a C++ compiler"
+    assert torch_steps.missing_toolchain("cuda").startswith("a C compiler")
+    with pytest.raises(FrameworkUnavailable, match=r"^torch option step=compile generates and builds kernels at run"
+                       r" time: this machine lacks a C\+\+ compiler \(Debian: apt-get install g\+\+ python3-dev\);"
+                       r" use step=eager$"):
+        backends.load("torch")(spec, "cpu", {"step": "compile"})
+    backends.load("torch")(spec, "cpu", {"step": "eager"})  # eager needs no compiler
+    (tmp_path / "cxx").write_text("#!/bin/sh\n")
+    (tmp_path / "cxx").chmod(0o755)
+    monkeypatch.setenv("CXX", "cxx")  # $CXX is what inductor runs
+    assert torch_steps.missing_toolchain("cpu") is None
+
+
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 def test_run_refuses_graph_off_cuda_in_one_line_before_anything_starts(tmp_path, synthetic_dir, device):
     out = run_cli("run", "--framework", "torch", "--option", "torch.step=graph", "--device", device, "--preset",

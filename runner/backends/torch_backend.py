@@ -193,6 +193,11 @@ class TorchBackend:
         if self.world > 1:
             raise FrameworkUnavailable(f"torch option step={mode} runs in one process: under torchrun"
                                        f" (DistributedDataParallel) use step=eager")
+        lacks = torch_steps.missing_toolchain(self.device.type) if mode == "compile" else None
+        if lacks:
+            raise FrameworkUnavailable(f"torch option step=compile generates and builds kernels at run time: this"
+                                       f" machine lacks {lacks} (Debian: apt-get install g++ python3-dev); use"
+                                       f" step=eager" + (" or step=graph" if self.device.type == "cuda" else ""))
         if models.has_batchnorm(self.spec.model):
             raise FrameworkUnavailable(f"torch option step={mode}: {self.spec.model} has batch norm, whose"
                                        f" running statistics the fused step does not carry: use step=eager")

@@ -41,6 +41,28 @@ MODES = ("eager", "graph", "compile")
 WARMUP_STEPS = 3  # side-stream iterations before capture (the recipe's 3; lazy init, cuDNN autotune)
 
 
+def missing_toolchain(device_type: str) -> str | None:
+    """What torch.compile's code generators need and this machine lacks, in words; None if nothing.
+    Inductor builds its CPU kernels with a C++ compiler ($CXX, else g++ or clang++); on CUDA, Triton
+    builds its launcher with a C compiler ($CC, else gcc or clang) against Python.h. Slim container
+    images have neither, and the failure comes deep in the first compiled step as a long traceback."""
+    import os
+    import shutil
+    import sysconfig
+
+    if device_type == "cuda":
+        needs = [("a C compiler", os.environ.get("CC"), ("gcc", "clang"))]
+        headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+        missing_headers = not os.path.exists(headers)
+    else:
+        needs = [("a C++ compiler", os.environ.get("CXX"), ("g++", "clang++"))]
+        missing_headers, headers = False, ""
+    lacks = [what for what, env, names in needs if not (env and shutil.which(env) or any(map(shutil.which, names)))]
+    if missing_headers:
+        lacks.append(f"Python's headers ({headers})")
+    return " and ".join(lacks) or None
+
+
 class FusedStep:
     """The training step as one function over state tensors that never move (see the module doc)."""
 

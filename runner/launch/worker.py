@@ -3,8 +3,8 @@
     python -m runner run ...   # one worker per framework and repeat: frameworks never share thread
                                # pools or device memory, and a crash in one never takes down the rest
 
-Five steps, each owned by the module whose job it is: prepare the data (runner.data.store), build
-the backend (runner.backends), train under the meters (runner.workload.harness inside
+Five steps, each owned by the module whose job it is, in the frame every child job shares
+(runner.jobs.frame): prepare the data (runner.data.store), build the backend (runner.backends), train under the meters (runner.workload.harness inside
 runner.measure.meters), check parity (runner.parity.gate), write the record (runner.records.build).
 Whatever happens, the run leaves one record: ok, below_target, diverged, failed, unavailable,
 interrupted or pruned (a tuning trial its pruner stopped: runner.launch.trial, called after each
@@ -14,33 +14,18 @@ epoch), with the epochs it finished, and the process exits with a status-specifi
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
 
-from runner.errors import Interrupted, reason
+from runner.jobs import frame
 from runner.request import RunRequest
-
-# pruned: a tuning trial the pruner stopped (runner.launch.trial), a normal end of a trial
-EXIT_CODES = {"ok": 0, "below_target": 0, "pruned": 0, "failed": 1, "unavailable": 3, "diverged": 4, "interrupted": 130}
 
 
 def main(req: RunRequest, started: float) -> int:
-    import sys
-
     rec, path = run(req, started)
-    if rec["error"]:
-        details = rec["log_file"] and rec["status"] != "pruned"  # a pruned trial's reason is the whole story
-        where = f" (details: {Path(req.out_dir) / rec['log_file']})" if details else ""
-        print(f"[{req.framework}] {rec['status']}: {rec['error']}{where}", file=sys.stderr)
-    return EXIT_CODES[rec["status"]]
+    return frame.finish(req, rec, details=rec["status"] != "pruned")  # a pruned trial's reason is the whole story
 
 
 def run(req: RunRequest, started: float) -> tuple[dict, Path]:
-    import signal
-
-    from runner import backends
-    from runner.backends.base import FrameworkUnavailable
-    from runner import console
     from runner.workload import ranks
     from runner.records import build
     from runner.launch.trial import Pruned
@@ -49,65 +34,40 @@ def run(req: RunRequest, started: float) -> tuple[dict, Path]:
     rec = build.skeleton(req)
     log = harness.TrainLog()
     samples = None
-    try:
-        data = prepare_data(req, rec)
+
+    def body():
+        nonlocal samples
+        data = frame.load_data(req, rec)
         backend = build_backend(req, rec, data)
         samples = train_under_meters(req, rec, backend, log)
         target, best = req.spec.target_accuracy, max(log.test_accuracy, default=0.0)
         rec["status"] = "below_target" if target is not None and best < target else "ok"
         if req.parity_steps:
             rec["parity"] = check_parity(req, data)
-    except (Interrupted, KeyboardInterrupt) as e:
+
+    def interrupted(why: str):
         if rec["status"] in ("ok", "below_target"):  # every epoch ran: keep the run, the check is what stopped
             from runner.parity import gate
 
-            rec["parity"] = gate.error_result(req.parity_steps, f"interrupted by {e or 'SIGINT'} during the check")
+            rec["parity"] = gate.error_result(req.parity_steps, f"interrupted by {why} during the check")
         else:
             rec["status"] = "interrupted"
-            rec["error"] = f"interrupted by {e or 'SIGINT'} after {log.epochs_completed} epoch(s)"
-    except Pruned as e:  # a tuning trial the pruner stopped: the epochs it ran are in the record
-        rec["status"], rec["error"] = "pruned", str(e)
-    except FrameworkUnavailable as e:
-        rec["status"], rec["error"] = "unavailable", f"{e} (install: {backends.install_hint(req.framework)})"
-    except harness.Diverged as e:
-        rec["status"], rec["error"] = "diverged", str(e)
-    except Exception as e:
-        console.log_only(traceback.format_exc())
-        rec["status"], rec["error"] = "failed", reason(e)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            rec["error"] = f"interrupted by {why} after {log.epochs_completed} epoch(s)"
+
+    # pruned: a tuning trial the pruner stopped, the epochs it ran are in the record
+    frame.guarded(req, rec, body, interrupted, own=((Pruned, "pruned"), (harness.Diverged, "diverged")))
     if not ranks.is_writer():  # data-parallel: rank 0 writes the run's one record
         return rec, None
     return rec, build.finish(rec, req, log, wall_s=time.time() - started,
                              samples=samples if req.sampling.write_samples else None)
 
 
-def prepare_data(req: RunRequest, rec: dict):
-    """Load the dataset and check it against the pins again, here: no step trains on bad bytes,
-    even if the files changed after the parent checked them."""
-    from runner.data import store
-
-    t0 = time.perf_counter()
-    data = store.load_for(req.spec, Path(req.data_dir))
-    rec["timing"]["data_load_s"] = time.perf_counter() - t0
-    rec["data"].update(origin=data.origin, sha256=data.sha256, verified=True)
-    return data
-
-
 def build_backend(req: RunRequest, rec: dict, data):
     """The framework's backend, set up with the reference weights and the data on its device."""
-    from runner import backends
-    from runner.machine import buildinfo
     from runner.workload import reference
 
     t0 = time.perf_counter()
-    backend = backends.create(req.framework, req.spec, req.device, req.options)
-    info = backend.info()
-    rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req.device}
-    rec["parallel"] = info.get("parallel") or rec["parallel"]
-    rec["device"]["name"] = rec["device"]["name"] or rec["hardware"]["cpu"].get("brand")
-    rec["framework"]["build"] = buildinfo.collect(req.framework)  # soft-fails field by field
+    backend = frame.create_backend(req, rec, req.options)
     backend.setup(reference.initial_params(req.spec), data.train_x, data.train_y, data.test_x, data.test_y)
     backend.synchronize()
     rec["timing"]["setup_s"] = time.perf_counter() - t0

@@ -4,9 +4,9 @@
     python -m runner per-sample-grads ...   # job "per_sample_grads": runner.studies.per_sample_grads:run_job
     python -m runner.launch.child REQUEST.json   # what the launcher starts (the same launchers as `run`)
 
-The steps are the train job's (runner.launch.worker), with the study in place of training: load and
-verify the data, create the framework's backend (it picks the device and says what it is; the study
-builds its own functions on it), measure, write the record with runner.records.build, so the record
+The steps are the train job's (runner.launch.worker), in the same frame (runner.jobs.frame), with the
+study in place of training: load and verify the data, create the framework's backend (it picks the
+device and says what it is; the study builds its own functions on it), measure, write the record with runner.records.build, so the record
 has everything a training record has (probe, software, environment, launcher, log file) and its
 training blocks stay empty. Whatever happens the run leaves one record: ok (the checks may still
 fail: they are in study.checks), unavailable (the framework, or this study on it, cannot run here),
@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
-from pathlib import Path
 from typing import Callable
 
-from runner.errors import Interrupted, reason
-
-EXIT_CODES = {"ok": 0, "failed": 1, "unavailable": 3, "interrupted": 130}  # the train job's codes
+from runner.jobs import frame
 
 
 class StudyUnavailable(Exception):
@@ -33,11 +29,6 @@ class StudyUnavailable(Exception):
 def run(req, started: float, measure: Callable) -> int:
     """The study job: `measure(req, backend, data, study, say)` fills `study` (the record's block:
     operations and checks, appended as they are measured); `say(text)` prints one progress line."""
-    import signal
-
-    from runner import backends
-    from runner.backends.base import FrameworkUnavailable
-    from runner import console
     from runner.records import build
     from runner.workload import harness
 
@@ -46,57 +37,24 @@ def run(req, started: float, measure: Callable) -> int:
     rec["study"] = study
     label = [req.framework]
     say = lambda text: print(f"[{label[0]}] {req.job}: {text}", file=sys.stderr)  # noqa: E731
-    try:
-        data = _load_data(req, rec)
-        backend = _backend(req, rec)
+
+    def body():
+        data = frame.load_data(req, rec)
+        t0 = time.perf_counter()
+        # created, not set up: the study builds its own functions on the backend's device
+        backend = frame.create_backend(req, rec, {})
+        rec["timing"]["setup_s"] = time.perf_counter() - t0
         label[0] = f"{req.framework}/{rec['device']['kind']}"
         measure(req, backend, data, study, say)
         rec["status"] = "ok"
-    except (Interrupted, KeyboardInterrupt) as e:
+
+    def interrupted(why: str):
         rec["status"] = "interrupted"
-        rec["error"] = f"interrupted by {e or 'SIGINT'} after {len(study['operations'])} timed operation(s)"
-    except FrameworkUnavailable as e:
-        rec["status"], rec["error"] = "unavailable", f"{e} (install: {backends.install_hint(req.framework)})"
-    except StudyUnavailable as e:
-        rec["status"], rec["error"] = "unavailable", str(e)
-    except Exception as e:
-        console.log_only(traceback.format_exc())
-        rec["status"], rec["error"] = "failed", reason(e)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        rec["error"] = f"interrupted by {why} after {len(study['operations'])} timed operation(s)"
+
+    frame.guarded(req, rec, body, interrupted, own=((StudyUnavailable, "unavailable"),))
     build.finish(rec, req, harness.TrainLog(), wall_s=time.time() - started)
-    if rec["error"]:
-        where = f" (details: {Path(req.out_dir) / rec['log_file']})" if rec["log_file"] else ""
-        print(f"[{req.framework}] {rec['status']}: {rec['error']}{where}", file=sys.stderr)
-    return EXIT_CODES[rec["status"]]
-
-
-def _load_data(req, rec: dict):
-    """The spec's dataset, checked against its pins again here (as the train job does)."""
-    from runner.data import store
-
-    t0 = time.perf_counter()
-    data = store.load_for(req.spec, Path(req.data_dir))
-    rec["timing"]["data_load_s"] = time.perf_counter() - t0
-    rec["data"].update(origin=data.origin, sha256=data.sha256, verified=True)
-    return data
-
-
-def _backend(req, rec: dict):
-    """The framework's backend, created but not set up: its device choice, precision settings
-    (TF32 off, JAX's highest matmul precision) and its description for the record."""
-    from runner import backends
-    from runner.machine import buildinfo
-
-    t0 = time.perf_counter()
-    backend = backends.create(req.framework, req.spec, req.device, {})
-    info = backend.info()
-    rec["framework"], rec["device"] = info["framework"], {**info["device"], "requested": req.device}
-    rec["device"]["name"] = rec["device"]["name"] or rec["hardware"]["cpu"].get("brand")
-    rec["framework"]["build"] = buildinfo.collect(req.framework)
-    rec["timing"]["setup_s"] = time.perf_counter() - t0
-    return backend
+    return frame.finish(req, rec)
 
 
 def framework_ops(known: dict, framework: str, study: str):
