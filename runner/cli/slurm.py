@@ -126,7 +126,7 @@ def _submit(args) -> int:
             requests.append(RunRequest(
                 job="train", spec=spec, framework=name, device=work.device,
                 data_dir=str(folder), out_dir=str(shared), options=options,
-                platform=platform, data_source=orchestrate._data_source(args.data_dir), command=command,
+                platform=platform, data_source=orchestrate.data_source(args.data_dir), command=command,
                 repeat=orchestrate.Repeats(minimum=args.repeats).repeat(i), parity_steps=args.parity_steps,
                 launcher=work.launcher.describe(), experiment=experiment))  # no probe: each node probes itself
     job_id = slurm.submit(shared, requests, job, dry_run=args.dry_run)

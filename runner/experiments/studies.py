@@ -6,23 +6,19 @@
 Makes sure the dataset is there and verified, probes the machine once, then starts one child per
 framework, one after another (side by side they would share the cores), each on a RunRequest of the
 study's job with the study's settings in `study`. A child that dies without writing its record gets
-one from the same request (runner.records.build.lost), as in `run`. Ctrl-C or SIGTERM reaches the
+one from the same request (runner.launch.orchestrate.launch_one), as in `run`. Ctrl-C or SIGTERM reaches the
 running child, which records the operations it finished; no further framework starts.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import records
 from runner.data import store
 from runner.errors import UserError
 from runner.launch import launchers, orchestrate
 from runner.machine import probe
-from runner.records import build
 from runner.request import RunRequest
 
 
@@ -47,23 +43,14 @@ def run(job: str, spec, frameworks: list[str], settings: dict, device: str, plat
     """Each framework's study, one child at a time; (outcomes, whether the user interrupted)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     folder = store.ensure(spec.dataset, data_dir)
-    source = "folder" if data_dir else "env" if os.environ.get("DLBENCH_DATA_DIR") else "cache"
     hardware, environment = probe.hardware(), probe.environment()
     outcomes = []
     for name in frameworks:
         req = RunRequest(job=job, spec=spec, framework=name, device=device, data_dir=str(folder),
-                         out_dir=str(out_dir), platform=platform, data_source=source, command=command,
-                         launcher=launcher.describe(), hardware=hardware, environment=environment,
-                         study=dict(settings))
-        orchestrate.check_space(Path(out_dir))
-        warning = orchestrate.busy_warning()
-        if warning:
-            print(f"dlbench: warning: {warning}", file=sys.stderr)
-        end = launchers.launch(req, launcher)
-        path = build.find(Path(out_dir), req.run_id)
-        if path is None:  # the child died before it could write (SIGKILL, OOM kill, segfault, ...)
-            path = build.lost(req, end.describe(), interrupted=end.interrupted is not None)
-        rec = records.read(path)
+                         out_dir=str(out_dir), platform=platform, data_source=orchestrate.data_source(data_dir),
+                         command=command, launcher=launcher.describe(), hardware=hardware,
+                         environment=environment, study=dict(settings))
+        rec, path, end = orchestrate.launch_one(req, launcher)
         found = (rec["study"] or {}).get("checks") or []
         outcomes.append(Outcome(name, rec["status"], path, all(c["passed"] for c in found) if found else None))
         if end.interrupted is not None or rec["status"] == "interrupted":

@@ -63,7 +63,8 @@ class Repeats:
                       cv_threshold=self.cv_threshold)
 
 
-def _data_source(data_dir) -> str:
+def data_source(data_dir) -> str:
+    """Where the data came from, as the record says it: --data-dir, $DLBENCH_DATA_DIR or the cache."""
     return "folder" if data_dir else "env" if os.environ.get("DLBENCH_DATA_DIR") else "cache"
 
 
@@ -88,7 +89,7 @@ def run_all(spec: Spec, frameworks: list[str], repeats: Repeats | int, platform:
         while True:
             req = RunRequest(job="train", spec=spec, framework=name, device=device, data_dir=str(folder),
                              out_dir=str(out_dir), options=(options or {}).get(name, {}), platform=platform,
-                             data_source=_data_source(data_dir), command=command, repeat=repeats.repeat(len(mine)),
+                             data_source=data_source(data_dir), command=command, repeat=repeats.repeat(len(mine)),
                              sampling=sampling, parity_steps=parity_steps, launcher=launcher.describe(),
                              hardware=hardware, environment=environment, experiment=experiment)
             outcome, interrupted = _run(req, launcher)
@@ -133,17 +134,24 @@ def busy_warning(own_pid: int | None = None) -> str | None:
             f" the cores, so both time slower and noisier than alone")
 
 
-def _run(req: RunRequest, launcher: launchers.Launcher) -> tuple[Outcome, bool]:
-    """One run: its record, whether the child wrote it or died before it could."""
+def launch_one(req: RunRequest, launcher: launchers.Launcher):
+    """One child of any job that writes a record (a run, a study): room checked, other runs warned
+    about, the child started; (its record, the record's path, how the child ended). A child that died
+    before it could write (SIGKILL, OOM kill, segfault, ...) gets a record written here."""
     check_space(Path(req.out_dir))
     warning = busy_warning()
     if warning:
         print(f"dlbench: warning: {warning}", file=sys.stderr)
     end = launchers.launch(req, launcher)
     path = build.find(Path(req.out_dir), req.run_id)
-    if path is None:  # the child died before it could write (SIGKILL, OOM kill, segfault, ...)
+    if path is None:
         path = build.lost(req, end.describe(), interrupted=end.interrupted is not None)
-    rec = records.read(path)
+    return records.read(path), path, end
+
+
+def _run(req: RunRequest, launcher: launchers.Launcher) -> tuple[Outcome, bool]:
+    """One run: its outcome, and whether the user interrupted it."""
+    rec, path, end = launch_one(req, launcher)
     return (Outcome(req.framework, rec["status"], path, rec["timing"]["steady_epoch_s"], noise.is_noisy(rec)),
             _user_interrupt(end, rec))
 
