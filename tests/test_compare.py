@@ -179,7 +179,7 @@ def test_below_target_is_the_median_best_accuracy_against_the_spec_target():
     (row,) = compare.rows(mixed)
     assert not row["below_target"] and row["target_reached"] == 2 and row["time_to_target_s"] == 32.0
     text = compare.render([row])
-    assert "32.0 (ep 6.5, 2/3 runs)" in text and "below target" not in text and "1 below_target" in text
+    assert "32.00 (ep 6.5, 2/3 runs)" in text and "below target" not in text and "1 below_target" in text
 
 
 def _three_frameworks():

@@ -33,19 +33,15 @@ run as a formula (= + - @ tab CR) get a leading '; JSON output is strict (no NaN
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
-import statistics
-import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from runner.measure import noise, stats
 from runner.errors import RecordError, UserError
 from runner.records import COMPLETED
+from runner.report.tables import csv_text, json_text, markdown, markdown_cell, median, neutral, num, time_to_target
 
 NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked noisy
 BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options", "devices")
@@ -206,11 +202,6 @@ def parity_verdict(group: list[dict]) -> str:
     return "unchecked"
 
 
-def _median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def _timed(group: list[dict]) -> list[dict]:
     """The completed runs whose times make the row: those the host did not disturb, when one of them
     has a steady time; else all of them (a row of noisy runs only: marked, ranked after quiet rows)."""
@@ -252,7 +243,7 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
     steady = stats.summary(_steady(group))
     statuses = Counter(r["status"] for r in group)
     target = first["spec"].get("target_accuracy")
-    best = _median(m("best_test_accuracy"))
+    best = median(m("best_test_accuracy"))
     energy = [r for r in done if (r.get("energy") or {}).get("joules") is not None]
     resources = [r.get("resources") or {} for r in done]
     return {
@@ -280,31 +271,31 @@ def aggregate(group: list[dict], noisy_cv: float = NOISY_CV) -> dict:
         "steady_epoch_s_min": steady["min"],
         "steady_epoch_s_max": steady["max"],
         "noisy": steady["cv"] is not None and steady["cv"] > noisy_cv,
-        "first_epoch_s": _median(t("first_epoch_s")),
-        "compile_s": _median(t("compile_s")),
-        "images_per_s": _median(r["metrics"]["images_per_s"] for r in timed),
-        "final_test_accuracy": _median(m("final_test_accuracy")),
+        "first_epoch_s": median(t("first_epoch_s")),
+        "compile_s": median(t("compile_s")),
+        "images_per_s": median(r["metrics"]["images_per_s"] for r in timed),
+        "final_test_accuracy": median(m("final_test_accuracy")),
         "best_test_accuracy": best,
-        "time_to_target_s": _median(m("time_to_target_s")),  # over the runs that reached the target
-        "target_epoch": _median(m("target_epoch")),
+        "time_to_target_s": median(m("time_to_target_s")),  # over the runs that reached the target
+        "target_epoch": median(m("target_epoch")),
         "target_reached": sum(v is not None for v in m("time_to_target_s")),
         "target_accuracy": target,
         "below_target": _below_target(done, best, target),
-        "energy_j": _median(r["energy"]["joules"] for r in energy),
+        "energy_j": median(r["energy"]["joules"] for r in energy),
         "energy_runs": len(energy),
         "energy_method": " | ".join(dict.fromkeys(r["energy"]["method"] for r in energy)) or None,
-        "peak_rss_bytes": _median((res.get("host") or {}).get("peak_rss_bytes") for res in resources),
-        "device_peak_memory_bytes": _median(res.get("device_peak_memory_bytes") for res in resources),
+        "peak_rss_bytes": median((res.get("host") or {}).get("peak_rss_bytes") for res in resources),
+        "device_peak_memory_bytes": median(res.get("device_peak_memory_bytes") for res in resources),
         "baseline": False,  # the --baseline fields, set by rows()
         "ratio_to_baseline": None,
         "ratio_ci_low": None,
         "ratio_ci_high": None,
         # The seed-001 table's columns, from the same records:
-        "best_train_accuracy": _median(m("best_train_accuracy")),
-        "data_load_s": _median(t("data_load_s")),
-        "total_train_s": _median(t("total_train_s")),
-        "train_fn_s": _median(t("train_fn_s")),
-        "mean_train_loss": _median(m("mean_train_loss")),
+        "best_train_accuracy": median(m("best_train_accuracy")),
+        "data_load_s": median(t("data_load_s")),
+        "total_train_s": median(t("total_train_s")),
+        "train_fn_s": median(t("train_fn_s")),
+        "mean_train_loss": median(m("mean_train_loss")),
         **_host_noise(group),
         **efficiency_fields(done),
     }
@@ -418,13 +409,9 @@ def rows(records: list[dict], baseline: str | None = None, noisy_cv: float = NOI
     return [row for row, _ in grouped(records, baseline, noisy_cv)]
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _with_ci(value, low, high) -> str:
     """"7.58 [7.10-8.02]"; the bare value where there is no interval."""
-    text = _num(value, ".2f")
+    text = num(value, ".2f")
     return text if low is None or value is None else f"{text} [{low:.2f}-{high:.2f}]"
 
 
@@ -466,12 +453,9 @@ def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bo
     if not_ok:
         runs += " (" + ", ".join(f"{v} {k}" for k, v in not_ok.items()) + ")"
     target = row["target_accuracy"]
-    ttt = "-" if target is None else (
-        "not reached" if row["time_to_target_s"] is None else
-        f"{row['time_to_target_s']:.1f} (ep {row['target_epoch']:g}"
-        + ("" if row["target_reached"] == row["completed"] else f", {row['target_reached']}/{row['completed']} runs")
-        + ")")
-    pct = lambda v: _num(None if v is None else 100 * v, ".2f")  # noqa: E731
+    ttt = "-" if target is None else time_to_target(row["time_to_target_s"], row["target_epoch"],
+                                                    row["target_reached"], row["completed"])
+    pct = lambda v: num(None if v is None else 100 * v, ".2f")  # noqa: E731
     options = f" ({row['options']})" if row["options"] else ""
     parity = {"fail": "FAIL: not comparable", "error": "error"}.get(row["parity"], row["parity"])
     out = {
@@ -481,15 +465,15 @@ def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bo
         "parity": parity, "runs ok": runs, "n": str(row["n"]),
         "s/epoch (median [95% CI])": _with_ci(row["steady_epoch_s"], row["steady_epoch_s_ci_low"],
                                               row["steady_epoch_s_ci_high"]),
-        "CV %": _num(None if row["steady_epoch_s_cv"] is None else 100 * row["steady_epoch_s_cv"], ".1f"),
+        "CV %": num(None if row["steady_epoch_s_cv"] is None else 100 * row["steady_epoch_s_cv"], ".1f"),
     }
     if with_baseline:
         out["s/epoch × baseline"] = (
             ("1.00 (baseline)" if row["steady_epoch_s"] is not None else "baseline (no time)") if row["baseline"]
             else _with_ci(row["ratio_to_baseline"], row["ratio_ci_low"], row["ratio_ci_high"]))
     out |= {
-        "1st epoch s": _num(row["first_epoch_s"], ".2f"), "compile s": _num(row["compile_s"], ".2f"),
-        "img/s": _num(row["images_per_s"], ",.0f"),
+        "1st epoch s": num(row["first_epoch_s"], ".2f"), "compile s": num(row["compile_s"], ".2f"),
+        "img/s": num(row["images_per_s"], ",.0f"),
         "final acc %": pct(row["final_test_accuracy"]), "best acc %": pct(row["best_test_accuracy"]),
         ("s to target" if target is None else f"s to {100 * target:g}%"): ttt,
     }
@@ -503,58 +487,13 @@ def _display(row: dict, with_baseline: bool, with_energy: bool, with_scaling: bo
     return out
 
 
-# Markdown: entities for what splits a cell (|), escapes it (\) or is HTML (< > &); renderers pass raw
-# HTML through, a terminal shows the entities for what they are.
-_MARKDOWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "\\": "&#92;"})
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP CSV injection)
-
-
-def neutral(text, keep: str = "") -> str:
-    """`text` with line breaks, control and bidi-override characters (but those in `keep`) as spaces:
-    a NUL or an ESC would end a row, rewrite a terminal or make an SVG invalid XML, and U+202E would
-    show the rest of a line reversed. HTML and markdown escaping leave them all as they are."""
-    return "".join(" " if c not in keep and (unicodedata.category(c) in ("Cc", "Zl", "Zp")
-                                             or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")
-                   else c for c in str(text))
-
-
-def _markdown(text) -> str:
-    """One table cell: neutral() (a line break would end the row), then the entities above."""
-    return neutral(text).translate(_MARKDOWN)
-
-
-def _csv_cell(value):
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA) else value
-
-
-# For the other tables over records (sweep_table, tune_table): the same escaping.
-markdown_cell, csv_cell = _markdown, _csv_cell
-
-
-def _finite(value):
-    """JSON has no NaN or Infinity: a statistic that overflowed (a ratio to a baseline of ~0 s) is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
-
-
 def render(table_rows: list[dict], fmt: str = "markdown", columns: tuple = ()) -> str:
     """The rows as markdown (one table per spec; `columns`: EXTRA_COLUMNS keys the reader asked
     for), or CSV / JSON with every field."""
     if fmt == "json":
-        return json.dumps([_finite(r) for r in table_rows], indent=1, allow_nan=False)
+        return json_text(table_rows)
     if fmt == "csv":
-        buf = io.StringIO()
-        if table_rows:
-            writer = csv.DictWriter(buf, fieldnames=list(table_rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: _csv_cell(v) for k, v in {**r, "statuses": json.dumps(r["statuses"])}.items()}
-                             for r in table_rows)
-        return buf.getvalue()
-    from tabulate import tabulate
-
+        return csv_text([{**r, "statuses": json.dumps(r["statuses"])} for r in table_rows])
     blocks = []
     # Optional columns are the same in every block: a block without the baseline shows "-".
     with_baseline = any(r["baseline"] for r in table_rows)
@@ -562,10 +501,8 @@ def render(table_rows: list[dict], fmt: str = "markdown", columns: tuple = ()) -
     with_scaling = any(r["speedup"] is not None for r in table_rows)
     for spec_hash in dict.fromkeys(r["spec_hash"] for r in table_rows):
         mine = [r for r in table_rows if r["spec_hash"] == spec_hash]
-        cells = [{k: _markdown(v) for k, v in _display(r, with_baseline, with_energy, with_scaling, columns).items()}
-                 for r in mine]
-        blocks.append(f"### {_markdown(mine[0]['spec'])} (spec {spec_hash[:12]})\n\n"
-                      + tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True))
+        cells = [_display(r, with_baseline, with_energy, with_scaling, columns) for r in mine]
+        blocks.append(f"### {markdown_cell(mine[0]['spec'])} (spec {spec_hash[:12]})\n\n" + markdown(cells))
     return "\n\n".join(blocks) if blocks else "(no records)"
 
 
@@ -578,13 +515,13 @@ EFFICIENCY_FIELDS = ("flops_per_image", "achieved_flops_per_s", "peak_flops_per_
 def efficiency_fields(done: list[dict]) -> dict:
     """The median over a row's completed runs of each efficiency number, and the peak's source."""
     blocks = [r.get("efficiency") or {} for r in done]
-    out = {key: _median(b.get(key) for b in blocks) for key in EFFICIENCY_FIELDS}
+    out = {key: median(b.get(key) for b in blocks) for key in EFFICIENCY_FIELDS}
     out["peak_source"] = next((b["peak_source"] for b in blocks if b.get("peak_source")), None)
     return out
 
 
 def _scaled(key: str, factor: float, fmt: str):
-    return lambda row: _num(None if row[key] is None else row[key] * factor, fmt)
+    return lambda row: num(None if row[key] is None else row[key] * factor, fmt)
 
 
 # --columns KEY: (markdown header, cell). CSV and JSON always carry the fields above.

@@ -5,7 +5,7 @@
 The page needs nothing but itself: figures are inline SVG data URIs, the style is inline, there is no
 script, and a Content-Security-Policy forbids fetching anything. Every value from a record goes
 through Jinja2's autoescaping, so a framework called "<script>" shows as that text, and, before it,
-through compare.neutral, so a NUL or a U+202E in it shows as a space, as in compare's table.
+through tables.neutral, so a NUL or a U+202E in it shows as a space, as in compare's table.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import jinja2
 import markupsafe
 
 from runner.report import compare, sections
+from runner.report.tables import neutral, num
 
 TEMPLATES = Path(__file__).parent / "templates"
 MIME = {"svg": "image/svg+xml", "png": "image/png"}
@@ -37,10 +38,6 @@ CAPTIONS = {
 }
 
 
-def _num(value, fmt: str = ".2f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _size(n) -> str:
     if n is None:
         return "-"
@@ -55,15 +52,15 @@ def _finalize(value):
     """Every {{ value }}, before autoescaping: text without control or bidi-override characters (escaping
     keeps them, and a U+202E in a framework's name would reverse the rest of its line on the page)."""
     if isinstance(value, markupsafe.Markup):
-        return markupsafe.Markup(compare.neutral(value))
-    return compare.neutral(value) if isinstance(value, str) else value
+        return markupsafe.Markup(neutral(value))
+    return neutral(value) if isinstance(value, str) else value
 
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, finalize=_finalize,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters |= {"num": _num, "size": _size, "usd": _usd,
-                    "pct": lambda v: _num(None if v is None else 100 * v, "g")}
+    env.filters |= {"num": num, "size": _size, "usd": _usd,
+                    "pct": lambda v: num(None if v is None else 100 * v, "g")}
     return env
 
 

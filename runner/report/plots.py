@@ -75,7 +75,7 @@ def time_to_accuracy(items: list[dict], target) -> Figure | None:
 def _wrap(text: str, width: int = 42) -> str:
     """Long row labels on several lines, so the bars keep most of the figure's width. Tick labels are
     made at drawing time, after render's pass over the figure's text: they are neutralised here."""
-    from runner.report.compare import neutral
+    from runner.report.tables import neutral
 
     return "\n".join(textwrap.fill(neutral(part), width) for part in text.split("\n"))
 
@@ -161,7 +161,7 @@ def render(fig: Figure, fmt: str) -> bytes:
 
     from matplotlib.text import Text
 
-    from runner.report.compare import neutral
+    from runner.report.tables import neutral
 
     for text in fig.findobj(Text):  # a NUL from a record would make the SVG invalid XML: no image at all
         text.set_text(neutral(text.get_text(), keep="\n"))  # labels wrap on purpose

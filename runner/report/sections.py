@@ -16,6 +16,7 @@ from collections import defaultdict
 from runner.records import COMPLETED
 from runner.report import compare
 from runner.report.prices import FREE
+from runner.report.tables import median
 
 
 def runs_by_row(records: list[dict], rows: list[dict]) -> list[list[dict]]:
@@ -33,11 +34,6 @@ def label(row: dict, with_hardware: bool = False) -> str:
     options = f" ({row['options']})" if row["options"] else ""
     text = f"{row['framework']}{options} · {row['device']} @ {row['platform']}"
     return f"{text} · {row['hardware']}" if with_hardware else text
-
-
-def _median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def _done(runs: list[dict]) -> list[dict]:
@@ -87,20 +83,20 @@ def resources(row: dict, runs: list[dict]) -> dict:
                 why.setdefault(f"{part}.{key}", reason)
     return {
         "peak_rss_bytes": row["peak_rss_bytes"],
-        "process_cpu_percent": _median((x.get("host") or {}).get("process_cpu_percent_mean") for x in res),
+        "process_cpu_percent": median((x.get("host") or {}).get("process_cpu_percent_mean") for x in res),
         # other processes' share of all cores (runner.measure.noise), and how many runs it made noisy
-        "other_cpu_percent": _median((x.get("host") or {}).get("other_cpu_percent_mean") for x in res),
+        "other_cpu_percent": median((x.get("host") or {}).get("other_cpu_percent_mean") for x in res),
         "noisy_host_runs": row["noisy_host_runs"],
         "device_peak_memory_bytes": row["device_peak_memory_bytes"],
         "device_peak_memory_source": " | ".join(dict.fromkeys(
             x["device_peak_memory_source"] for x in res if x.get("device_peak_memory_source"))) or None,
-        "gpu_util_percent": _median(_gpu_mean(r, "util_percent_mean", statistics.fmean) for r in done),
-        "gpu_power_w": _median(_gpu_mean(r, "power_w_mean", sum) for r in done),  # all the run's GPUs
+        "gpu_util_percent": median(_gpu_mean(r, "util_percent_mean", statistics.fmean) for r in done),
+        "gpu_power_w": median(_gpu_mean(r, "power_w_mean", sum) for r in done),  # all the run's GPUs
         "energy_j": row["energy_j"],
         "energy_runs": row["energy_runs"],
         "energy_method": row["energy_method"],
         "energy_scope": " | ".join(dict.fromkeys(r["energy"]["scope"] for r in energy)) or None,
-        "images_per_joule": _median(per_joule),
+        "images_per_joule": median(per_joule),
         "why_not": why if not energy or row["peak_rss_bytes"] is None else {},
     }
 
@@ -110,7 +106,7 @@ def cost(row: dict, runs: list[dict], prices: dict) -> dict:
     and evaluation excluded), for the training time to the target, and for the run's wall time (what a
     billed machine also pays: data loading, setup, evaluation, the parity check)."""
     price = prices.get(row["platform"])
-    wall = _median(r["timing"].get("wall_s") for r in _done(runs))
+    wall = median(r["timing"].get("wall_s") for r in _done(runs))
     out = {"price": price, "wall_s": wall, "train_usd": None, "target_usd": None, "wall_usd": None}
     if isinstance(price, (int, float)):
         usd = lambda s: None if s is None else price * s / 3600  # noqa: E731

@@ -14,11 +14,9 @@ table with their reason. Text is escaped as `compare` escapes it.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 
-from runner.report.compare import _csv_cell, _finite, _markdown, hardware_label
+from runner.report.compare import hardware_label
+from runner.report.tables import csv_text, json_text, markdown, markdown_cell, num
 
 KINDS = ("ensemble", "per_sample_grads")
 TITLES = {"ensemble": "ensemble: N models stepped together",
@@ -108,17 +106,13 @@ def notes(records: list[dict], kind: str) -> list[str]:
         apart = [c for c in rec["study"]["checks"] if c.get("size") is None]
         if apart:
             lines.append(f"{label}, {rec['spec']['model']}: " + "; ".join(
-                f"{c['name']} {_num(c['value'], '.1e')} (limit {c['limit']:.0e}) {'pass' if c['passed'] else 'FAIL'}"
+                f"{c['name']} {num(c['value'], '.1e')} (limit {c['limit']:.0e}) {'pass' if c['passed'] else 'FAIL'}"
                 for c in apart))
     return lines
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _ms(seconds, fmt: str = ".2f") -> str:
-    return _num(None if seconds is None else 1e3 * seconds, fmt)
+    return num(None if seconds is None else 1e3 * seconds, fmt)
 
 
 def _fw(row: dict) -> str:
@@ -128,7 +122,7 @@ def _fw(row: dict) -> str:
 def _check_cell(verdict, *values) -> str:
     if verdict is None:
         return "-"
-    shown = " / ".join(_num(v, ".1e") for v in values)
+    shown = " / ".join(num(v, ".1e") for v in values)
     return f"{verdict} ({shown})"
 
 
@@ -137,8 +131,8 @@ def _display_ensemble(row: dict) -> dict:
             "N": str(row["models"]), "op": row["op"], "n": str(row["n"]), "mean ms": _ms(row["mean_s"]),
             "std ms": _ms(row["std_s"]), "min ms": _ms(row["min_s"]), "max ms": _ms(row["max_s"]),
             "1st call ms": _ms(row["first_s"], ".0f"), "per-model ms": _ms(row["per_model_s"]),
-            "samples/s total": _num(row["samples_per_s_total"], ",.0f"),
-            "samples/s per model": _num(row["samples_per_s_per_model"], ",.0f"),
+            "samples/s total": num(row["samples_per_s_total"], ",.0f"),
+            "samples/s per model": num(row["samples_per_s_per_model"], ",.0f"),
             "check (logits / grads vs alone)": _check_cell(row["check"], row["logits_vs_alone"],
                                                            row["gradients_vs_alone"])}
 
@@ -146,10 +140,10 @@ def _display_ensemble(row: dict) -> dict:
 def _display_per_sample(row: dict) -> dict:
     with_std = lambda mean, std: "-" if mean is None else f"{_ms(mean)} ± {_ms(std)}"  # noqa: E731
     return {"framework": _fw(row), "device": row["device"], "model": row["model"], "batch": str(row["batch"]),
-            "n": _num(row["n"], "d"), "vmap ms": with_std(row["vmap_mean_s"], row["vmap_std_s"]),
+            "n": num(row["n"], "d"), "vmap ms": with_std(row["vmap_mean_s"], row["vmap_std_s"]),
             "loop ms": with_std(row["loop_mean_s"], row["loop_std_s"]),
             "speedup": "-" if row["speedup"] is None else f"{row['speedup']:.1f}x",
-            "max rel diff vs loop": _num(row["vs_loop"], ".1e"), "vs float64": _num(row["vs_float64"], ".1e"),
+            "max rel diff vs loop": num(row["vs_loop"], ".1e"), "vs float64": num(row["vs_float64"], ".1e"),
             "check": row["check"] or "-"}
 
 
@@ -160,21 +154,13 @@ def render(records: list[dict], kind: str, fmt: str = "markdown") -> str:
     """The table of one study kind: markdown (title, table, notes), CSV or JSON rows."""
     rows = ROWS[kind](records)
     if fmt == "json":
-        return json.dumps([_finite(r) for r in rows], indent=1, allow_nan=False)
+        return json_text(rows)
     if fmt == "csv":
-        buf = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: _csv_cell(v) for k, v in r.items()} for r in rows)
-        return buf.getvalue()
-    from tabulate import tabulate
-
-    cells = [{k: _markdown(v) for k, v in DISPLAY[kind](r).items()} for r in rows]
-    text = f"### {TITLES[kind]}\n\n" + (tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True)
-                                         if cells else "(no operations measured)")
+        return csv_text(rows)
+    cells = [DISPLAY[kind](r) for r in rows]
+    text = f"### {TITLES[kind]}\n\n" + (markdown(cells) if cells else "(no operations measured)")
     lines = notes(records, kind)
-    return text + ("\n\n" + "\n".join(f"- {_markdown(line)}" for line in lines) if lines else "")
+    return text + ("\n\n" + "\n".join(f"- {markdown_cell(line)}" for line in lines) if lines else "")
 
 
 def render_all(records: list[dict]) -> str:

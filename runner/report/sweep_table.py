@@ -19,14 +19,12 @@ so time to target is the comparison that means something.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import statistics
 from collections import Counter, defaultdict
 
 from runner.records import COMPLETED
-from runner.report.compare import csv_cell, markdown_cell, parity_verdict
+from runner.report.compare import parity_verdict
+from runner.report.tables import csv_text, json_text, markdown, markdown_cell, median, num, time_to_target
 
 # Spec fields a sweep may vary without changing what training computes.
 SAME_MATH = ("eval_batch_size", "target_accuracy")
@@ -38,11 +36,6 @@ def sweep_records(recs: list[dict], sweep_id: str | None = None) -> list[dict]:
             and (sweep_id is None or r["experiment"]["id"] == sweep_id)]
 
 
-def _median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def _data_s(rec: dict):
     waits = rec["timing"].get("epoch_data_s")
     return None if waits is None else sum(waits)
@@ -50,8 +43,8 @@ def _data_s(rec: dict):
 
 def _row(group: list[dict]) -> dict:
     first, done = group[0], [r for r in group if r["status"] in COMPLETED]
-    m = lambda key: _median(r["metrics"].get(key) for r in done)  # noqa: E731
-    t = lambda key: _median(r["timing"].get(key) for r in done)  # noqa: E731
+    m = lambda key: median(r["metrics"].get(key) for r in done)  # noqa: E731
+    t = lambda key: median(r["timing"].get(key) for r in done)  # noqa: E731
     waits = [_data_s(r) for r in done]
     return {
         "sweep": first["experiment"]["id"],
@@ -65,8 +58,8 @@ def _row(group: list[dict]) -> dict:
         "best_train_accuracy": m("best_train_accuracy"),
         "best_test_accuracy": m("best_test_accuracy"),
         # None: no completed run; RESIDENT: every run had its data on the device (no loader to wait for)
-        "data_s": (RESIDENT if done and all(w is None for w in waits) else _median(waits)),
-        "train_s": _median(sum(r["timing"]["epoch_train_s"]) for r in done),
+        "data_s": (RESIDENT if done and all(w is None for w in waits) else median(waits)),
+        "train_s": median(sum(r["timing"]["epoch_train_s"]) for r in done),
         "train_fn_s": t("train_fn_s"),
         "mean_train_loss": m("mean_train_loss"),
         "steady_epoch_s": t("steady_epoch_s"),
@@ -112,41 +105,34 @@ def notes(table: list[dict]) -> list[str]:
     return [f"{', '.join(changing)} {verb} the math: per-epoch times are not the same work; {compare}"]
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _value(value) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
 
 def _cells(row: dict, names: list[str]) -> dict:
-    pct = lambda v: _num(None if v is None else 100 * v, ".2f")  # noqa: E731
+    pct = lambda v: num(None if v is None else 100 * v, ".2f")  # noqa: E731
     target = row["target_accuracy"]
-    if target is None:
+    if target is None or (row["time_to_target_s"] is None and not row["n"]):
         ttt = "-"
-    elif row["time_to_target_s"] is None:
-        ttt = "not reached" if row["n"] else "-"
     else:
-        ttt = f"{row['time_to_target_s']:.2f} (ep {row['target_epoch']:g}" + (
-            "" if row["target_reached"] == row["n"] else f", {row['target_reached']}/{row['n']} runs") + ")"
+        ttt = time_to_target(row["time_to_target_s"], row["target_epoch"], row["target_reached"], row["n"])
     runs = f"{row['n']}/{row['runs']}"
     others = {k: v for k, v in row["statuses"].items() if k not in COMPLETED}
     if others:
         runs += " (" + ", ".join(f"{v} {k}" for k, v in others.items()) + ")"
-    data = row["data_s"] if row["data_s"] == RESIDENT else _num(row["data_s"], ".2f")
+    data = row["data_s"] if row["data_s"] == RESIDENT else num(row["data_s"], ".2f")
     return {
         "framework": f"{row['framework']} {row['version'] or ''}".strip() + f" ({row['device']})",
         **{name: _value(row["point"][name]) if name in row["point"] else "-" for name in names},
         "best train acc %": pct(row["best_train_accuracy"]),
         "best test acc %": pct(row["best_test_accuracy"]),
         "data s": data,
-        "train s": _num(row["train_s"], ".2f"),
-        "train fn s": _num(row["train_fn_s"], ".2f"),
-        "mean loss": _num(row["mean_train_loss"], ".4f"),
-        "s/epoch": _num(row["steady_epoch_s"], ".3f"),
+        "train s": num(row["train_s"], ".2f"),
+        "train fn s": num(row["train_fn_s"], ".2f"),
+        "mean loss": num(row["mean_train_loss"], ".4f"),
+        "s/epoch": num(row["steady_epoch_s"], ".3f"),
         ("s to target" if target is None else f"s to {100 * target:g}% (epoch)"): ttt,
-        "img/s": _num(row["images_per_s"], ",.0f"),
+        "img/s": num(row["images_per_s"], ",.0f"),
         "parity": row["parity"],
         "runs ok": runs,
     }
@@ -155,28 +141,20 @@ def _cells(row: dict, names: list[str]) -> dict:
 def render(table: list[dict], fmt: str = "markdown") -> str:
     """markdown (one table per sweep, its notes below), csv (the point's values as columns) or json."""
     if fmt == "json":
-        return json.dumps(table, indent=1, allow_nan=False)
+        return json_text(table)
     if fmt == "csv":
         if not table:
             return ""
         base = [k for k in table[0] if k != "point"]
         at = base.index("size") + 1
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=base[:at] + axes(table) + base[at:], lineterminator="\n",
-                                restval="")
-        writer.writeheader()
-        for r in table:
-            flat = {**{k: v for k, v in r.items() if k != "point"}, **r["point"], "statuses": json.dumps(r["statuses"])}
-            writer.writerow({k: csv_cell(v) for k, v in flat.items()})
-        return buf.getvalue()
-    from tabulate import tabulate
-
+        flat = [{**{k: v for k, v in r.items() if k != "point"}, **r["point"], "statuses": json.dumps(r["statuses"])}
+                for r in table]
+        return csv_text(flat, base[:at] + axes(table) + base[at:])
     blocks = []
     for sweep in dict.fromkeys(r["sweep"] for r in table):
         mine = [r for r in table if r["sweep"] == sweep]
         names = axes(mine)
         head = f"### {markdown_cell(sweep)}: {markdown_cell(' x '.join(names))} ({mine[0]['size']} points)"
-        cells = [{markdown_cell(k): markdown_cell(v) for k, v in _cells(r, names).items()} for r in mine]
-        body = tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True)
+        body = markdown([_cells(r, names) for r in mine])
         blocks.append("\n\n".join([head, body, *(f"note: {markdown_cell(n)}" for n in notes(mine))]))
     return "\n\n".join(blocks) if blocks else "(no sweep records)"

@@ -15,10 +15,9 @@ parameters, time to target and wall time.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
-from runner.report.compare import csv_cell, markdown_cell
+from runner.report.tables import csv_text, json_text, markdown, markdown_cell, num, time_to_target
 
 STATES = ("complete", "pruned", "fail")
 
@@ -81,10 +80,6 @@ def rows(recs: list[dict], study: str | None = None, top: int = 5) -> list[dict]
     return sorted(table, key=lambda r: (r["study"], r["framework"]))
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _value(value) -> str:
     return format(value, ".4g") if isinstance(value, float) else str(value)
 
@@ -92,9 +87,7 @@ def _value(value) -> str:
 def _ttt(t: dict) -> str:
     if t["target_accuracy"] is None:
         return "-"
-    if t["time_to_target_s"] is None:
-        return "not reached"
-    return f"{t['time_to_target_s']:.2f} (ep {t['target_epoch']})"
+    return time_to_target(t["time_to_target_s"], t["target_epoch"])
 
 
 def _summary(r: dict) -> dict:
@@ -102,8 +95,8 @@ def _summary(r: dict) -> dict:
     return {"framework": f"{r['framework']} {r['version'] or ''}".strip(), "study": r["name"],
             "trials": f"{r['trials']}/{r['asked']}" + (f" ({r['cut_short']} cut short)" if r["cut_short"] else ""),
             "complete": str(r["complete"]), "pruned": str(r["pruned"]),
-            "failed": str(r["fail"]), "wall s (all)": _num(r["wall_s"], ".1f"),
-            f"wall s (first {r['common_trials']})": _num(r["common_wall_s"], ".1f"),
+            "failed": str(r["fail"]), "wall s (all)": num(r["wall_s"], ".1f"),
+            f"wall s (first {r['common_trials']})": num(r["common_wall_s"], ".1f"),
             "best acc %": "-" if top is None else f"{100 * top['best_test_accuracy']:.2f}",
             "best trial": "-" if top is None else str(top["trial"])}
 
@@ -114,32 +107,20 @@ def _best(r: dict, names: list[str]) -> list[dict]:
              **{n: _value(t["params"].get(n, "-")) for n in names},
              "best acc %": f"{100 * t['best_test_accuracy']:.2f}",
              ("s to target" if target is None else f"s to {100 * target:g}% (epoch)"): _ttt(t),
-             "epochs": str(t["epochs"]), "wall s": _num(t["wall_s"], ".1f")} for i, t in enumerate(r["best"])]
-
-
-def _md(cells: list[dict]) -> str:
-    from tabulate import tabulate
-
-    cells = [{markdown_cell(k): markdown_cell(v) for k, v in c.items()} for c in cells]
-    return tabulate(cells, headers="keys", tablefmt="pipe", disable_numparse=True)
+             "epochs": str(t["epochs"]), "wall s": num(t["wall_s"], ".1f")} for i, t in enumerate(r["best"])]
 
 
 def render(table: list[dict], fmt: str = "markdown") -> str:
     """markdown (per study: the frameworks' summary, then their best trials), csv (the best trials, one
     per line, with their framework's counts) or json (the rows as they are)."""
     if fmt == "json":
-        return json.dumps(table, indent=1, allow_nan=False)
+        return json_text(table)
     names = list(dict.fromkeys(k for r in table for t in r["best"] for k in t["params"]))
     if fmt == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
         head = ["study", "framework", "version", "asked", "trials", *STATES, "cut_short", "wall_s", "common_trials",
                 "common_wall_s", "rank", "trial", *names, "best_test_accuracy", "time_to_target_s",
                 "target_epoch", "epochs", "trial_wall_s"]
-        writer = csv.DictWriter(buf, fieldnames=head, lineterminator="\n", restval="")
-        writer.writeheader()
+        lines = []
         for r in table:
             base = {k: r[k] for k in head if k in r}
             for i, t in enumerate(r["best"] or [None]):
@@ -147,13 +128,13 @@ def render(table: list[dict], fmt: str = "markdown") -> str:
                                               **{k: t[k] for k in ("best_test_accuracy", "time_to_target_s",
                                                                    "target_epoch", "epochs")},
                                               "trial_wall_s": t["wall_s"]}
-                writer.writerow({k: csv_cell(v) for k, v in {**base, **extra}.items() if k in head})
-        return buf.getvalue()
+                lines.append({k: v for k, v in {**base, **extra}.items() if k in head})
+        return csv_text(lines, head) if lines else ",".join(head) + "\n"
     blocks = []
     for base in dict.fromkeys(r["study"] for r in table):
         mine = [r for r in table if r["study"] == base]
         best = [c for r in mine for c in _best(r, names)]
-        blocks.append(f"### tuning study {markdown_cell(base)}\n\n" + _md([_summary(r) for r in mine])
+        blocks.append(f"### tuning study {markdown_cell(base)}\n\n" + markdown([_summary(r) for r in mine])
                       + (f"\n\nbest {max(len(r['best']) for r in mine)} completed trial(s) per framework:\n\n"
-                         + _md(best) if best else "\n\nno completed trial yet"))
+                         + markdown(best) if best else "\n\nno completed trial yet"))
     return "\n\n".join(blocks) if blocks else "(no tuning records)"
