@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from runner import records
+from runner.records import collection
 from runner.report import compare
 from runner.workload.spec import hash_of, make_spec
 
@@ -101,9 +102,9 @@ def main() -> None:
         imports = "import runner.cli, runner.report.compare, runner.records, numpy, scipy.stats, tabulate, jsonschema_rs"
         imp_wall, imp_cpu = _process([sys.executable, "-c", imports], args.repeats)
 
-        compare.rows(compare.load([folder])[0][:50])  # warm: imports and compiled validator
-        found = compare.load([folder])[0]
-        load = _cpu(lambda: compare.load([folder]), args.repeats)
+        compare.rows(collection.load([folder])[0][:50])  # warm: imports and compiled validator
+        found = collection.load([folder])[0]
+        load = _cpu(lambda: collection.load([folder]), args.repeats)
         table = compare.rows(found)
         rows = _cpu(lambda: compare.rows(found), args.repeats)
         render = _cpu(lambda: compare.render(table), args.repeats)

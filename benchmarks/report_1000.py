@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def make(n: int, versions: int, folder: Path) -> None:
     from runner import records
-    from runner.report import compare
+    from runner.records import collection
 
-    base, _ = compare.load([ROOT / "results"])
+    base, _ = collection.load([ROOT / "results"])
     rng = random.Random(0)
     for i in range(n):
         r = copy.deepcopy(base[i % len(base)])
@@ -51,12 +51,13 @@ def main() -> None:
     import matplotlib.figure  # noqa: F401
     imports = time.perf_counter() - t
 
+    from runner.records import collection
     from runner.report import compare, page, prices
 
     with tempfile.TemporaryDirectory() as tmp:
         make(args.records, args.versions, Path(tmp))
         wall, cpu = [time.perf_counter()], [time.process_time()]
-        recs, skipped = compare.load([tmp])
+        recs, skipped = collection.load([tmp])
         wall.append(time.perf_counter()), cpu.append(time.process_time())
         rows = compare.rows(recs)
         wall.append(time.perf_counter()), cpu.append(time.process_time())

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from sample_records import make_record
+from runner.records import collection
 from runner.report import compare
 from runner import records
 from runner.errors import UserError
@@ -68,7 +69,7 @@ def test_load_skips_and_counts_bad_files(tmp_path):
     (tmp_path / "a" / "foreign.json").write_text(json.dumps({"hello": "world"}))
     (tmp_path / "a" / "future.json").write_text(json.dumps({**make_record(), "schema_version": 99}))
     (tmp_path / "a" / "notes.txt").write_text("not json at all")
-    recs, skipped = compare.load([tmp_path])
+    recs, skipped = collection.load([tmp_path])
     assert len(recs) == 1
     assert sorted(p.rsplit("/", 1)[1] for p, _ in skipped) == ["foreign.json", "future.json", "garbage.json",
                                                                "truncated.json"]
@@ -79,16 +80,16 @@ def test_records_in_an_archive_folder_stay_out_unless_that_folder_is_named(tmp_p
     records.write(make_record(steady=1.0), tmp_path)
     records.write(make_record(steady=2.0), tmp_path / "archive")
     records.write(make_record(steady=3.0), tmp_path / "archive" / "2026-11")
-    recs, skipped = compare.load([tmp_path])
+    recs, skipped = collection.load([tmp_path])
     assert [r["timing"]["steady_epoch_s"] for r in recs] == [1.0]
     assert skipped == [(str(tmp_path / "archive"), "2 file(s) of superseded runs not read: name that folder to read them")]
-    recs, skipped = compare.load([tmp_path / "archive"])
+    recs, skipped = collection.load([tmp_path / "archive"])
     assert sorted(r["timing"]["steady_epoch_s"] for r in recs) == [2.0, 3.0] and skipped == []
 
 
 def test_load_refuses_a_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError):
-        compare.load([tmp_path / "nope"])
+        collection.load([tmp_path / "nope"])
 
 
 def test_formats():

@@ -21,6 +21,7 @@ from report_records import EVIL, H100, fleet, gpu_run, run  # noqa: E402
 from runner import records as recordlib  # noqa: E402
 from runner.cli import main  # noqa: E402
 from runner.errors import UserError  # noqa: E402
+from runner.records import collection  # noqa: E402
 from runner.report import compare, page, prices, sections  # noqa: E402
 
 
@@ -105,7 +106,7 @@ def test_prices_file(tmp_path):
 
 
 def test_report_from_the_committed_results():
-    recs, skipped = compare.load([ROOT / "results"])
+    recs, skipped = collection.load([ROOT / "results"])
     assert recs and [path for path, _ in skipped] == [str(ROOT / "results" / "archive")]  # superseded runs: out
     text = make_page(recs)
     for r in recs:  # every record's command and commit, so a reader can reproduce it

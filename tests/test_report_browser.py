@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402 (matplotlib's dependency)
 
 from conftest import ROOT  # noqa: E402
 from report_records import EVIL, fleet  # noqa: E402
+from runner.records import collection  # noqa: E402
 from runner.report import compare, page, prices  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -115,7 +116,7 @@ def test_fixture_report_renders_cleanly_and_escapes(browser, tmp_path):
 
 
 def test_committed_results_render_cleanly(browser, tmp_path):
-    recs, _ = compare.load([ROOT / "results"])
+    recs, _ = collection.load([ROOT / "results"])
     text = page.html(recs, compare.rows(recs), prices.resolve(["cpu=0.10"]))
     specs = {r["spec_hash"] for r in compare.training(recs)}  # three figures per training spec; studies draw none
     check(browser, text, tmp_path / "results.html", "report-results", figures=3 * len(specs))

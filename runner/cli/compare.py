@@ -75,10 +75,10 @@ def load(args, check=lambda: None) -> tuple[list[dict], list]:
 def read(paths) -> tuple[list[dict], list]:
     """The records under `paths` for every table command: a missing path is a one-line error, every
     skipped file is named on one line."""
-    from runner.report import compare
+    from runner.records import collection
 
     try:
-        records, skipped = compare.load(paths)
+        records, skipped = collection.load(paths)
     except FileNotFoundError as e:
         raise UserError(str(e)) from None
     for path, reason in skipped:

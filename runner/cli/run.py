@@ -78,9 +78,10 @@ def main(args) -> int:
     for o in unsaved:
         print(f"dlbench: error: the {o.framework} record could not be written to {out}; it is at {o.path}",
               file=sys.stderr)
+    from runner.records import collection
     from runner.report import compare
 
-    records, _ = compare.load([o.path for o in outcomes])
+    records, _ = collection.load([o.path for o in outcomes])
     if not args.no_table:
         print(compare.render(compare.rows(records)))
     report.track(records, args)

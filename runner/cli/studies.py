@@ -69,7 +69,7 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
     from runner.experiments import studies
     from runner.launch import launchers
     from runner.machine import platforms
-    from runner.report import compare
+    from runner.records import collection
     from runner.report import studies as tables
 
     platform = platforms.resolve(args.platform)
@@ -86,6 +86,6 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
         verdict = "" if o.checks_passed is None else f", checks {'pass' if o.checks_passed else 'FAIL'}"
         print(f"{o.framework}: {o.status}{verdict} -> {o.path}", file=sys.stderr)
     if not args.no_table:
-        records, _ = compare.load([o.path for o in outcomes])
+        records, _ = collection.load([o.path for o in outcomes])
         print(tables.render(records, job, args.format))
     return studies.exit_code(outcomes, interrupted)

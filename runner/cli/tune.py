@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from runner.experiments import tune
     from runner.launch.trial import parse_pruner
-    from runner.report import compare, tune_table
+    from runner.records import collection
+    from runner.report import tune_table
 
     if args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
@@ -80,7 +81,7 @@ def main(args) -> int:
             if interrupted:
                 break
     if not args.no_table:
-        recs, _ = compare.load([out])
+        recs, _ = collection.load([out])
         print(tune_table.render(tune_table.rows(recs, args.study, top=args.top)))
     if interrupted:
         return EXIT_INTERRUPTED

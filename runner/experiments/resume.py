@@ -77,10 +77,10 @@ def recorded_world_size(rec: dict) -> int:
 def records_in(out: Path) -> list[dict]:
     """The records directly in `out` (read as compare reads them: a bad file or a second copy of a
     run is left out), not those in its subfolders."""
-    from runner.report import compare
+    from runner.records import collection
 
     out = Path(out)
     if not out.is_dir():
         return []
-    found, _ = compare.load(sorted(p for p in out.glob("*.json") if p.is_file()))
+    found, _ = collection.load(sorted(p for p in out.glob("*.json") if p.is_file()))
     return found
