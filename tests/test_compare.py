@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import run_cli
 from sample_records import make_record
 from runner.records import collection
 from runner.report import compare
@@ -366,3 +367,38 @@ def test_efficiency_is_in_every_row_and_shows_as_columns_on_request(tmp_path, ca
     assert cli.main(["compare", str(tmp_path), "--columns", "gflops,watts"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dlbench: error: --columns: unknown watts") and len(err.strip().splitlines()) == 1
+
+
+def test_compare_prints_every_view_its_records_need_and_view_picks_one(tmp_path):
+    """issue 28: one compare for every kind of record (runs, sweep, tune, micro-benchmarks)."""
+    plain = make_record(steady=2.0)
+    point = make_record(steady=3.0)
+    point["experiment"] = {"kind": "sweep", "id": "sweep-abc", "point": {"batch_size": 64}, "index": 0, "size": 1,
+                           "state": None}
+    trial = make_record(steady=4.0, wall_s=10.0)
+    trial["experiment"] = {"kind": "tune", "id": "lenet-torch", "index": 0, "size": 1, "state": "complete",
+                           "point": {"learning_rate": 0.001}}
+    for rec in (plain, point, trial):
+        records.write(rec, tmp_path)
+    auto = run_cli("compare", tmp_path)
+    assert auto.returncode == 0 and auto.stderr == "", auto.stderr
+    runs, sweep, tune = auto.stdout.split("\n\n### ")[0], auto.stdout.partition("### sweep-abc")[2], \
+        auto.stdout.partition("### tuning study lenet")[2]
+    assert runs.count("| torch") == 1 and "| 2.00 " in runs  # the plain run alone: the others have their views
+    assert sweep and tune and auto.stdout.index("### sweep-abc") < auto.stdout.index("### tuning study lenet")
+    every = run_cli("compare", tmp_path, "--view", "runs", "--format", "json")
+    assert [(r["runs"], r["steady_epoch_s"]) for r in json.loads(every.stdout)] == [(3, 3.0)]  # every run counts
+    as_csv = run_cli("compare", tmp_path, "--format", "csv")
+    assert as_csv.stdout.startswith("spec_hash,") and as_csv.stderr == (
+        "dlbench: these records need 3 tables (runs, sweep, tune); --format csv prints one, the runs table; the"
+        " others: --view sweep, --view tune\n")
+    only = run_cli("compare", tmp_path, "--id", "sweep-abc", "--format", "json")
+    assert [r["sweep"] for r in json.loads(only.stdout)] == ["sweep-abc"] and only.stderr == ""
+    assert run_cli("compare", tmp_path, "--view", "tune", "--id", "lenet").stdout == \
+        run_cli("tune-table", tmp_path, "--study", "lenet").stdout
+    for args, message in ((["--id", "nope"], "no sweep or tuning study nope under"),
+                          (["--view", "ensemble"], "no ensemble records under"),
+                          (["--view", "runs", "--id", "x"], "--id picks one sweep or tuning study: it goes with"),
+                          (["--top", "0"], "--top must be >= 1, got 0")):
+        bad = run_cli("compare", tmp_path, *args)
+        assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1 and message in bad.stderr

@@ -84,8 +84,8 @@ def test_compare_keeps_study_records_out_of_the_training_rows(run, tmp_path):
     assert rest.count("| jax ") == 4 and rest.count("| torch ") == 4
     as_json = run_cli("compare", tmp_path, "--format", "json")
     assert [row["runs"] for row in json.loads(as_json.stdout)] == [1]
-    assert "2 study record(s) (ensemble) are not training runs" in as_json.stderr
-    assert "python -m runner ensemble --table PATH --format json" in as_json.stderr
+    assert as_json.stderr == ("dlbench: these records need 2 tables (runs, ensemble); --format json prints one, the"
+                              " runs table; the others: --view ensemble\n")
     again = run_cli("ensemble", "--table", tmp_path, "--format", "csv")
     assert again.returncode == 0 and len(again.stdout.strip().splitlines()) == 1 + 8
 
@@ -236,7 +236,9 @@ def test_table_says_how_many_records_it_left_out_and_why(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == ""
     assert done.stderr.strip().splitlines() == [
         "dlbench: 3 record(s) left out of the ensemble table, not ensemble records (1 per_sample_grads: python -m"
-        " runner per-sample-grads --table PATH; 2 train: python -m runner compare PATH)"]
+        " runner compare --view per-sample-grads PATH; 2 train: python -m runner compare PATH)",
+        "dlbench: note: `ensemble --table PATH` is now `compare --view ensemble PATH`; the old name goes in the next"
+        " release"]
 
 
 # ---- statuses: a device that is not there, an interruption ----

@@ -156,9 +156,12 @@ def test_table_says_how_many_records_it_left_out_and_why(tmp_path):
     assert done.returncode == 0 and "(no operations measured)" in done.stdout
     assert done.stderr.strip().splitlines() == [
         "dlbench: 1 record(s) left out of the per-sample-grads table, not per-sample-grads records"
-        " (1 train: python -m runner compare PATH)"]
+        " (1 train: python -m runner compare PATH)",
+        "dlbench: note: `per-sample-grads --table PATH` is now `compare --view per-sample-grads PATH`; the old name"
+        " goes in the next release"]
     mine = make_record()
     mine["kind"] = "per_sample_grads"
     (tmp_path / "train.json").write_text(json.dumps(mine))
-    done = run_cli("per-sample-grads", "--table", tmp_path)
+    done = run_cli("compare", tmp_path)
     assert done.returncode == 0 and done.stderr == ""  # nothing left out, nothing said
+    assert done.stdout.startswith("### per-sample gradients: vectorized vs a loop")

@@ -120,7 +120,7 @@ def test_a_sweep_as_a_job_array_leaves_its_points_and_the_sweep_table(slurm, tmp
     assert [r["experiment"] for r in recs] == [
         {"kind": "sweep", "id": sweep_id, "point": {"batch_size": b}, "index": i, "size": 2, "state": None}
         for i, b in enumerate((32, 64))]
-    table = run_cli("sweep-table", shared, "--id", sweep_id, "--format", "json", timeout=60)
+    table = run_cli("compare", shared, "--id", sweep_id, "--format", "json", timeout=60)
     assert table.returncode == 0, table.stderr
     rows = json.loads(table.stdout)
     assert sorted(r["point"]["batch_size"] for r in rows) == [32, 64] and all(r["n"] == 1 for r in rows), rows

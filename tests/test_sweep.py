@@ -341,7 +341,7 @@ def test_a_real_sweep_records_each_point_resumes_and_reruns_only_what_is_missing
     assert sorted(r["spec"]["batch_size"] for r in recs) == [32, 64]
     assert {r["experiment"]["id"] for r in recs} == {sweep_id}
 
-    table = run_cli("sweep-table", out, "--format", "json")
+    table = run_cli("compare", out, "--format", "json")
     rows = json.loads(table.stdout)
     assert [(r["point"], r["n"]) for r in rows] == [({"batch_size": 32}, 1), ({"batch_size": 64}, 1)]
 
@@ -415,8 +415,10 @@ def test_sweep_without_an_axis_or_with_a_bad_one_says_so_in_one_line(tmp_path):
 
 def test_sweep_table_says_when_there_is_no_sweep(tmp_path):
     records.write(make_record(), tmp_path)
-    done = run_cli("sweep-table", tmp_path)
+    done = run_cli("compare", tmp_path, "--view", "sweep")
     assert done.returncode == 2 and done.stderr == f"dlbench: error: no sweep records under {tmp_path}\n"
+    old = run_cli("sweep-table", tmp_path)  # the old name, for one release: the same one-line error
+    assert old.returncode == 2 and old.stderr == done.stderr
 
 
 def test_sweep_table_refuses_an_empty_id(tmp_path):
@@ -425,7 +427,7 @@ def test_sweep_table_refuses_an_empty_id(tmp_path):
                          "state": None}
     records.write(rec, tmp_path)
     for empty in ("", " "):
-        done = run_cli("sweep-table", tmp_path, "--id", empty)
+        done = run_cli("compare", tmp_path, "--view", "sweep", "--id", empty)
         assert done.returncode == 2 and done.stdout == ""
-        assert done.stderr == (f"dlbench: error: --id {empty!r}: give a sweep id (the sweep-... the sweep printed),"
-                               f" or leave --id out for every sweep\n")
+        assert done.stderr == (f"dlbench: error: --id {empty!r}: give a sweep id (the sweep-... the sweep printed)"
+                               f" or a tuning study's name, or leave --id out for all\n")

@@ -309,11 +309,14 @@ def test_tune_table_reads_the_records_from_disk(tmp_path):
     head, row = done.stdout.splitlines()
     assert head.startswith("study,framework,version,asked,trials,complete,pruned,fail,cut_short,wall_s,")
     assert row.startswith("lenet,torch,2.13.0+cpu,4,2,1,1,0,0,13.0,2,13.0,1,0,0.001,64,0.97,")
-    empty = run_cli("tune-table", tmp_path, "--study", "other")
+    assert done.stderr == ("dlbench: note: `tune-table` is now `compare --view tune`; the old name goes in the next"
+                           " release\n")
+    assert run_cli("compare", tmp_path, "--view", "tune", "--id", "lenet", "--format", "csv").stdout == done.stdout
+    empty = run_cli("compare", tmp_path, "--view", "tune", "--id", "other")
     assert empty.returncode == 2 and empty.stderr == f"dlbench: error: no tuning records of study other under {tmp_path}\n"
     blank = run_cli("tune-table", tmp_path, "--study", "")
-    assert blank.returncode == 2 and blank.stderr == ("dlbench: error: --study '': give a study's name (tune's --study),"
-                                                      " or leave --study out for every study\n")
+    assert blank.returncode == 2 and blank.stderr == (
+        "dlbench: error: --study '': give a study's name (tune's --study), or leave --study out for every study\n")
 
 
 @needs_torch

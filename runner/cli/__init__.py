@@ -7,15 +7,14 @@
     python -m runner data fetch|verify [--dataset mnist|fashion|synthetic] [--data-dir DIR]
     python -m runner verify [--framework torch,tensorflow,jax] [--steps 50]
     python -m runner compare results/ [--format markdown|csv|json] [--baseline framework=torch,device=cpu]
+    python -m runner compare results/ --view runs|sweep|tune|ensemble|per-sample-grads [--id ID]
     python -m runner report results/ [-o report.html] [--price cuda=2.49] [--plots DIR] [--track mlflow[:URI]]
     python -m runner probe [--json] [--no-frameworks]
     python -m runner run --framework torch --launcher torchrun --nproc 2      # DistributedDataParallel ranks
     python -m runner slurm submit|status|wait|resubmit ... --out SHARED       # the matrix as a Slurm job array
     python -m runner image build|run|list cpu|cuda [--engine URL]             # the images, through Docker/podman
     python -m runner sweep --framework torch,jax --set batch_size=32,64,128 [--option jax.loop=step,scan]
-    python -m runner sweep-table results/sweep [--format markdown|csv|json]
     python -m runner tune --framework torch,jax --trials 20 [--timeout S] [--study NAME] [--pruner median]
-    python -m runner tune-table results/tune [--top 5]
     python -m runner ensemble --framework torch,jax --models 1,2,4,8 --arch mlp4   # N models stepped together
     python -m runner per-sample-grads --framework torch,jax,tensorflow --batch-sizes 16,64,256
 
@@ -41,15 +40,15 @@ SUMMARIES = {
     "run": "run the workload (the default subcommand)",
     "verify": "the parity gate: same weights, batches and math in every framework",
     "data": "fetch or verify a dataset",
-    "compare": "records -> one comparison table",
+    "compare": "records -> the tables they need (runs, sweeps, tuning, micro-benchmarks)",
     "report": "records -> one self-contained HTML page with figures",
     "probe": "describe this machine",
     "slurm": "run the matrix as a Slurm job array; its status; resubmit what is missing",
     "image": "build, run and list the dlbench images (Docker or podman's socket)",
     "sweep": "a grid over spec fields and backend options: one run per point",
-    "sweep-table": "records of sweeps -> the sweep table",
+    "sweep-table": "the old name of compare --view sweep (one more release)",
     "tune": "an Optuna hyperparameter search per framework, every trial a run",
-    "tune-table": "records of tuning trials -> the tuning table",
+    "tune-table": "the old name of compare --view tune (one more release)",
     "ensemble": "N models of one architecture stepped together (torch.func, jax.vmap)",
     "per-sample-grads": "per-example gradients: vmap(grad) / pfor vs a loop",
 }

@@ -1,10 +1,13 @@
-"""`compare`: records from any number of machines -> one table per spec.
+"""`compare`: records from any number of machines -> the tables they need.
 
     python -m runner compare results/ other-machine/records/ --format markdown|csv|json
     python -m runner compare results/ --baseline framework=torch,device=cpu
+    python -m runner compare results/ --view sweep --id sweep-1a2b3c4d5e6f
 
-Study records (ensemble, per-sample gradients) are not training rows: in markdown their tables follow
-the training tables; for CSV / JSON a line on stderr names the command that prints them.
+Every table over records is a view of compare (runner.report.views): runs (one table per spec), sweep,
+tune, ensemble, per-sample-grads. By default compare prints each view the records need (in markdown;
+CSV and JSON print the first and name the others on stderr); --view picks one. sweep-table,
+tune-table and the studies' --table are the same views under their old names, kept for one release.
 """
 
 from __future__ import annotations
@@ -16,10 +19,21 @@ from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
+    from runner.report.views import VIEWS
+
     p = sub.add_parser("compare", help=SUMMARIES["compare"],
-                       description="Merge records (files or folders) into one table per spec.")
+                       description="Merge records (files or folders) into the tables they need: training runs"
+                                   " (one table per spec), sweeps, tuning studies, micro-benchmarks.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     arguments.add_table(p)
+    p.add_argument("--view", choices=("auto",) + VIEWS, default="auto",
+                   help="auto (default): every table the records need, a sweep's and a tuning study's runs in"
+                        " their own; runs: every training run as a row; sweep, tune, ensemble, per-sample-grads:"
+                        " that table alone")
+    p.add_argument("--id", metavar="ID", help="sweep and tune views: only this sweep (the id the sweep printed) or"
+                                               " tuning study (tune's --study)")
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="tune view: the best K completed trials per framework (default 5)")
     p.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
                    help="the row the others are divided by (s/epoch ratio with a 95%% CI), in each spec's"
                         " table; keys: framework, device, platform, hardware (a substring), version,"
@@ -33,24 +47,49 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runner.report import compare
+    from runner.report import compare, views
 
-    from runner.report import studies
-
+    check_id(args.id, "--id")  # every flag is checked before a file is read
+    check_top(args.top)
     columns = compare.parse_columns(args.columns)
     records, _ = load(args)
-    train, others = compare.training(records), [r for r in records if r.get("kind", "train") != "train"]
-    if train or not others:
-        print(compare.render(compare.rows(train, baseline=args.baseline, noisy_cv=args.noisy_cv), args.format,
-                             columns))
-    if others and args.format == "markdown":
-        print(("\n" if train else "") + studies.render_all(others))
-    elif others:
-        kinds = sorted({r["kind"] for r in others})
-        commands = " / ".join(f"python -m runner {k.replace('_', '-')} --table PATH --format {args.format}" for k in kinds)
-        print(f"dlbench: {len(others)} study record(s) ({', '.join(kinds)}) are not training runs and not in this"
-              f" table; theirs: {commands}", file=sys.stderr)
+    settings = views.Settings(fmt=args.format, id=args.id, top=args.top, baseline=args.baseline,
+                              noisy_cv=args.noisy_cv, columns=columns)
+    print_views(records, args.view, settings, args.paths)
     return 0
+
+
+def print_views(records: list[dict], view: str, settings, paths) -> None:
+    """The tables --view asks for (auto: those the records need) on stdout; in CSV or JSON only the
+    first, the others named on stderr."""
+    from runner.report import views
+
+    chosen = views.choose(records, view, settings, ", ".join(map(str, paths)))
+    if settings.fmt != "markdown" and len(chosen) > 1:
+        print(f"dlbench: these records need {len(chosen)} tables ({', '.join(chosen)}); --format {settings.fmt}"
+              f" prints one, the {chosen[0]} table; the others: " + ", ".join(f"--view {v}" for v in chosen[1:]),
+              file=sys.stderr)
+        chosen = chosen[:1]
+    print("\n\n".join(views.render(v, records, settings, every_run=view != "auto") for v in chosen))
+
+
+def renamed(old: str, new: str) -> None:
+    """The note an old table command prints: it still works, for one release."""
+    print(f"dlbench: note: `{old}` is now `{new}`; the old name goes in the next release", file=sys.stderr)
+
+
+def check_id(value: str | None, flag: str = "--id") -> str | None:
+    if value is not None and not value.strip():  # '' would match no sweep or study, not every one
+        what = ("a study's name (tune's --study), or leave --study out for every study" if flag == "--study" else
+                "a sweep id (the sweep-... the sweep printed) or a tuning study's name, or leave --id out for all")
+        raise UserError(f"{flag} {value!r}: give {what}")
+    return value
+
+
+def check_top(top: int) -> int:
+    if top < 1:
+        raise UserError(f"--top must be >= 1, got {top}")
+    return top
 
 
 def load(args, check=lambda: None) -> tuple[list[dict], list]:

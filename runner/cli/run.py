@@ -79,11 +79,11 @@ def main(args) -> int:
         print(f"dlbench: error: the {o.framework} record could not be written to {out}; it is at {o.path}",
               file=sys.stderr)
     from runner.records import collection
-    from runner.report import compare
+    from runner.report import views
 
     records, _ = collection.load([o.path for o in outcomes])
     if not args.no_table:
-        print(compare.render(compare.rows(records)))
+        print(views.render("runs", records))
     report.track(records, args)
     if interrupted:
         return EXIT_INTERRUPTED

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     workload.add_arguments(s)
     s.add_argument("--models", metavar="A,B", help="several models, one task each (default: --model's, lenet5)")
     # A comma list in --set / --option makes a sweep axis, as for `sweep` (runner.experiments.sweep): one
-    # task per grid point x framework x repeat, each record with its experiment block (sweep-table reads them).
+    # task per grid point x framework x repeat, each record with its experiment block (compare's sweep view reads them).
     s.add_argument("--repeats", type=int, default=1, help="runs per framework and model, one task each (default 1)")
     s.add_argument("--partition", help="Slurm partition (default: the cluster's)")
     s.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs for each task (default: none asked)")
@@ -134,7 +134,7 @@ def _submit(args) -> int:
     if job_id:
         print(f"slurm: job {job_id}, {len(requests)} task(s); records go to {shared}\n"
               f"  python -m runner slurm wait {shared}\n  python -m runner compare {shared}"
-              + (f"\n  python -m runner sweep-table {shared} --id {sweep_id}" if sweep_id else ""))
+              + (f"\n  python -m runner compare {shared} --id {sweep_id}" if sweep_id else ""))
     return 0
 
 

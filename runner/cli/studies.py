@@ -5,7 +5,8 @@
 
 Where each framework runs (--device, --platform, --launcher with its settings), which data (--dataset,
 --data-dir, --seed), where the records go (--out) and how the table is printed (--format, --no-table),
-or, with --table PATH, no run at all: the table of the study records found under PATH.
+or, with --table PATH (the old name of `compare --view ensemble|per-sample-grads PATH`), no run at all:
+the table of the study records found under PATH.
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ def add_arguments(p, frameworks: tuple[str, ...]) -> None:
 
 
 def print_table(paths, kind: str, fmt: str) -> int:
-    """--table: the study's records under `paths` -> its table (bad files skipped and named, as compare does)."""
-    from runner.report import studies
+    """--table: the study's records under `paths` -> its table (bad files skipped and named, as compare
+    does); the old name of `compare --view ensemble|per-sample-grads`, kept for one release."""
+    from runner.cli.compare import read, renamed
+    from runner.report import views
 
-    from runner.cli.compare import read
-
+    view = kind.replace("_", "-")
     records, _ = read(paths)
     note = left_out(records, kind)
     if note:
         print(note, file=sys.stderr)
-    print(studies.render(records, kind, fmt))
+    print(views.render(view, records, views.Settings(fmt=fmt)))
+    renamed(f"{view} --table PATH", f"compare --view {view} PATH")  # after the table: an error stays one line
     return 0
 
 
@@ -56,8 +59,8 @@ def left_out(records: list[dict], kind: str) -> str | None:
     if not others:
         return None
     command = kind.replace("_", "-")
-    theirs = "; ".join(f"{n} {k}: python -m runner " + ("compare PATH" if k == "train" else
-                                                         f"{k.replace('_', '-')} --table PATH")
+    theirs = "; ".join(f"{n} {k}: python -m runner compare " + ("PATH" if k == "train" else
+                                                                 f"--view {k.replace('_', '-')} PATH")
                        for k, n in sorted(others.items()))
     return (f"dlbench: {sum(others.values())} record(s) left out of the {command} table, not {command} records"
             f" ({theirs})")
@@ -70,7 +73,7 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
     from runner.launch import launchers
     from runner.machine import platforms
     from runner.records import collection
-    from runner.report import studies as tables
+    from runner.report import views
 
     platform = platforms.resolve(args.platform)
     device = platforms.device_for(platform["name"], args.device)
@@ -87,5 +90,5 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
         print(f"{o.framework}: {o.status}{verdict} -> {o.path}", file=sys.stderr)
     if not args.no_table:
         records, _ = collection.load([o.path for o in outcomes])
-        print(tables.render(records, job, args.format))
+        print(views.render(job.replace("_", "-"), records, views.Settings(fmt=args.format)))
     return studies.exit_code(outcomes, interrupted)

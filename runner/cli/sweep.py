@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
                                    " or --option value is an axis (--set batch_size=32,64,128), a single value"
                                    " a fixed override. One record per point, framework and repeat, each with"
                                    " its experiment block; the same command again skips the points already"
-                                   " done in --out. Prints the sweep table (also: sweep-table OUT).")
+                                   " done in --out. Prints the sweep table (also: compare OUT).")
     workload.add_arguments(p)
     run.add_run_arguments(p)
     axes = {"set": "a spec field: FIELD=VALUE fixes it, FIELD=V1,V2,... is an axis, e.g. --set batch_size=32,64,128"
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from runner.experiments import sweep
     from runner.launch import orchestrate
-    from runner.report import sweep_table
+    from runner.report import views
 
     fixed_set, fixed_options, axes = sweep.split(args.set, args.option)
     if not axes:
@@ -59,7 +59,7 @@ def main(args) -> int:
                                        parity_steps=args.parity_steps, sampling=sampling))
     if not args.no_table:
         # this machine's records in --out, those resume counts: another machine's are another measurement
-        print(sweep_table.render(sweep_table.rows(sweep.own_records(out, work), plan.id)))
+        print(views.render("sweep", sweep.own_records(out, work), views.Settings(id=plan.id)))
     if interrupted:
         return EXIT_INTERRUPTED
     unsaved = [o for o in outcomes if o.path.parent != out]

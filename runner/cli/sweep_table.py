@@ -1,4 +1,4 @@
-"""`sweep-table`: the sweep table again, from the records (per framework, one row per grid point).
+"""`sweep-table`: the old name of `compare --view sweep` (kept for one release; it says so on stderr).
 
     python -m runner sweep-table results/sweep [more/ ...] [--id sweep-1a2b3c4d5e6f] [--format markdown|csv|json]
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 
 from runner.cli import SUMMARIES, arguments
-from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -20,16 +19,11 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runner.report import sweep_table
+    from runner.cli.compare import check_id, print_views, read, renamed
+    from runner.report import views
 
-    from runner.cli.compare import read
-
-    if args.id is not None and not args.id.strip():  # '' would match no sweep, not every sweep
-        raise UserError(f"--id {args.id!r}: give a sweep id (the sweep-... the sweep printed), or leave --id out"
-                        f" for every sweep")
+    check_id(args.id, "--id")
     recs, _ = read(args.paths)
-    table = sweep_table.rows(recs, args.id)
-    if not table:
-        raise UserError(f"no sweep records{f' of {args.id}' if args.id else ''} under {', '.join(args.paths)}")
-    print(sweep_table.render(table, args.format).rstrip("\n"))
+    print_views(recs, "sweep", views.Settings(fmt=args.format, id=args.id), args.paths)
+    renamed("sweep-table", "compare --view sweep")  # after the table: an error stays one line
     return 0

@@ -47,7 +47,7 @@ def main(args) -> int:
     from runner.experiments import tune
     from runner.launch.trial import parse_pruner
     from runner.records import collection
-    from runner.report import tune_table
+    from runner.report import views
 
     if args.trials < 1:
         raise UserError(f"--trials must be >= 1, got {args.trials}")
@@ -82,7 +82,7 @@ def main(args) -> int:
                 break
     if not args.no_table:
         recs, _ = collection.load([out])
-        print(tune_table.render(tune_table.rows(recs, args.study, top=args.top)))
+        print(views.render("tune", recs, views.Settings(id=args.study, top=args.top)))
     if interrupted:
         return EXIT_INTERRUPTED
     # A diverged trial is an answer about its hyperparameters; a failed, unavailable or interrupted one

@@ -1,4 +1,5 @@
-"""`tune-table`: the tuning result table again, from the trials' records.
+"""`tune-table`: the old name of `compare --view tune` (`--study NAME` is its `--id NAME`; kept for one
+release, it says so on stderr).
 
     python -m runner tune-table results/tune [--study NAME] [--top 5] [--format markdown|csv|json]
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 
 from runner.cli import SUMMARIES, arguments
-from runner.errors import UserError
 
 
 def add_parser(sub) -> None:
@@ -22,19 +22,12 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from runner.report import tune_table
+    from runner.cli.compare import check_id, check_top, print_views, read, renamed
+    from runner.report import views
 
-    if args.top < 1:
-        raise UserError(f"--top must be >= 1, got {args.top}")
-    if args.study is not None and not args.study.strip():  # '' would match no study, not every study
-        raise UserError(f"--study {args.study!r}: give a study's name (tune's --study), or leave --study out"
-                        f" for every study")
-    from runner.cli.compare import read
-
+    check_top(args.top)
+    check_id(args.study, "--study")
     recs, _ = read(args.paths)
-    table = tune_table.rows(recs, args.study, top=args.top)
-    if not table:
-        which = f" of study {args.study}" if args.study else ""
-        raise UserError(f"no tuning records{which} under {', '.join(args.paths)}")
-    print(tune_table.render(table, args.format).rstrip("\n"))
+    print_views(recs, "tune", views.Settings(fmt=args.format, id=args.study, top=args.top), args.paths)
+    renamed("tune-table", "compare --view tune")  # after the table: an error stays one line
     return 0

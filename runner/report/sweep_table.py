@@ -1,7 +1,7 @@
 """The sweep table: per sweep and framework, one row per grid point. Pure functions over records.
 
     python -m runner sweep ...                                   # printed at the end
-    python -m runner sweep-table results/sweep [--id sweep-1a2b3c4d5e6f] [--format markdown|csv|json]
+    python -m runner compare results/sweep [--id sweep-1a2b3c4d5e6f] [--format markdown|csv|json]
 
 Columns (the seed study's, from the same records; each the median over the point's completed runs):
 the point's values; best training accuracy; best test accuracy; data s, the total time the training

@@ -1,7 +1,6 @@
 """How every table over records is written: the cells, their escaping, and the three formats.
 
-    python -m runner compare results/ [--format markdown|csv|json]   # and sweep-table, tune-table,
-                                                                     # ensemble --table, the report
+    python -m runner compare results/ [--view ...] [--format markdown|csv|json]   # every view, the report
 
 One module for what the tables share, so that a number, a time to target or a hostile string in a
 record reads the same in every table: `num` and `time_to_target` (the cells), `neutral`,

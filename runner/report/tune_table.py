@@ -1,7 +1,7 @@
 """The tuning table: per study, how each framework's search went and its best trials. Pure functions.
 
     python -m runner tune ...                              # printed at the end
-    python -m runner tune-table results/tune [--study NAME] [--top 5] [--format markdown|csv|json]
+    python -m runner compare results/tune --view tune [--id NAME] [--top 5] [--format markdown|csv|json]
 
 From the trials' records (experiment.kind tune; the study name is STUDY-FRAMEWORK): per framework the
 trials that count toward --trials, how many completed, were pruned or failed (experiment.state), how
