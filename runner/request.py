@@ -27,7 +27,7 @@ from runner.workload.spec import Spec
 
 REQUEST_VERSION = 2  # 2: experiment and study (schema v5)
 # train: one timed run -> a record; parity: the gate alone -> a result file; ensemble, per_sample_grads:
-# a timed operation study (runner.studies) -> a record of that kind, its settings in `study`
+# a timed operation study (runner.micro) -> a record of that kind, its settings in `study`
 JOBS = ("train", "parity", "ensemble", "per_sample_grads")
 
 

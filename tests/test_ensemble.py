@@ -8,8 +8,8 @@ import pytest
 
 from conftest import needs_jax, needs_torch, run_cli
 from runner import records
-from runner.report import compare, studies as tables
-from runner.studies import checks, ensemble, timing
+from runner.report import compare, micro as tables
+from runner.micro import checks, ensemble, timing
 from sample_records import BASE, make_record
 
 
@@ -300,5 +300,5 @@ def test_every_request_job_has_a_child_entry_point():
     from runner.request import JOBS
 
     assert set(child.JOBS) == set(JOBS)
-    assert child.JOBS["ensemble"] == "runner.studies.ensemble:run_job"
-    assert child.JOBS["per_sample_grads"] == "runner.studies.per_sample_grads:run_job"
+    assert child.JOBS["ensemble"] == "runner.micro.ensemble:run_job"
+    assert child.JOBS["per_sample_grads"] == "runner.micro.per_sample_grads:run_job"

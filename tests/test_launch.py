@@ -160,7 +160,7 @@ def test_framework_banners_stay_in_the_log(tmp_path, synthetic_dir):
 # Lower layers never import higher ones: a newcomer can read the flow top-down (cli -> launch ->
 # the child's steps) and every arrow points down.
 LAYERS = ["runner", "errors", "lists", "atomic", "console", "data", "workload", "backends", "measure", "machine",
-          "request", "records", "parity", "jobs", "studies", "report", "launch", "experiments", "cli", "__main__"]
+          "request", "records", "parity", "jobs", "report", "launch", "experiments", "micro", "cli", "__main__"]
 
 
 def _group(module: str) -> str:

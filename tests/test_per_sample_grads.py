@@ -7,8 +7,8 @@ import pytest
 
 from conftest import needs_jax, needs_tf, needs_torch, run_cli
 from runner import records
-from runner.report import studies as tables
-from runner.studies import per_sample_grads as psg
+from runner.report import micro as tables
+from runner.micro import per_sample_grads as psg
 from runner.workload.spec import make_spec
 from sample_records import make_record
 
@@ -101,7 +101,7 @@ def test_float64_per_example_gradients_average_to_the_batch_gradient():
 
 
 def test_per_sample_rows_pair_vmap_and_loop_and_compute_the_speedup():
-    from runner.studies import checks
+    from runner.micro import checks
     from runner.workload.spec import hash_of
 
     rec = make_record(framework="jax", version="0.10.2")

@@ -4,16 +4,16 @@
                                       [--iterations 20] [--warmup 3] [--dataset synthetic] [--out DIR]
     python -m runner per-sample-grads --table results/   # the table of per-sample records already written
 
-What is timed and checked: runner.studies.per_sample_grads (and README.md, "Per-sample gradients").
+What is timed and checked: runner.micro.per_sample_grads (and README.md, "Per-sample gradients").
 """
 
 from __future__ import annotations
 
-from runner.cli import SUMMARIES, studies
+from runner.cli import SUMMARIES, micro
 
 
 def add_parser(sub) -> None:
-    from runner.experiments import per_sample
+    from runner.micro import plan
 
     p = sub.add_parser("per-sample-grads", help=SUMMARIES["per-sample-grads"],
                        description="Time the per-example gradients of the LeNet-5 loss over a batch, vectorized"
@@ -24,16 +24,15 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-sizes", default="16,64,256", metavar="B,B,...", help="batch sizes (default 16,64,256)")
     p.add_argument("--iterations", type=int, default=20, help="timed calls per batch size and method (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before them (default 3)")
-    studies.add_arguments(p, per_sample.FRAMEWORKS)
+    micro.add_arguments(p, plan.frameworks_of(plan.PER_SAMPLE))
 
 
 def main(args) -> int:
-    from runner.experiments import per_sample
-    from runner.experiments import studies as parent
+    from runner.micro import plan
 
     if args.table:
-        return studies.print_table(args.table, per_sample.JOB, args.format)
-    sizes = parent.parse_sizes("--batch-sizes", args.batch_sizes)
-    spec, settings = per_sample.plan(sizes, args.iterations, args.warmup, args.dataset, args.seed)
-    frameworks = parent.frameworks_for(args.framework, per_sample.FRAMEWORKS, "per-sample-grads")
-    return studies.run(args, per_sample.JOB, spec, settings, frameworks)
+        return micro.print_table(args.table, plan.PER_SAMPLE, args.format)
+    sizes = plan.parse_sizes("--batch-sizes", args.batch_sizes)
+    spec, settings = plan.per_sample(sizes, args.iterations, args.warmup, args.dataset, args.seed)
+    frameworks = plan.frameworks_for(args.framework, plan.frameworks_of(plan.PER_SAMPLE), "per-sample-grads")
+    return micro.run(args, plan.PER_SAMPLE, spec, settings, frameworks)

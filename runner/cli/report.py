@@ -74,7 +74,7 @@ def _load(args):
         priced.update(prices.resolve(args.price, args.prices))
 
     records, skipped = compare_cli.load(args, check)
-    records = compare.training(records)  # study records have their own tables (runner.report.studies)
+    records = compare.training(records)  # study records have their own tables (runner.report.micro)
     rows = compare.rows(records, baseline=args.baseline, noisy_cv=args.noisy_cv)
     return records, skipped, rows, priced
 

@@ -1,5 +1,5 @@
 """The frame every child job runs in: the train job (runner.launch.worker) and the micro-benchmark
-jobs (runner.studies.job) plug their body into it.
+jobs (runner.micro.job) plug their body into it.
 
     python -m runner.launch.child REQUEST.json   # what a launcher starts; JOBS there names the body
 

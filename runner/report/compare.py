@@ -20,8 +20,8 @@ bootstrap CI that resamples both rows' runs. Records with different spec hashes 
 each spec gets a table of its own.
 
 Only training records (kind "train") make rows. The studies' records (kind ensemble /
-per_sample_grads: runner.studies) time operations, not epochs, and have no training numbers:
-`training()` sets them aside, and runner.report.studies makes their own tables (`compare` prints
+per_sample_grads: runner.micro) time operations, not epochs, and have no training numbers:
+`training()` sets them aside, and runner.report.micro makes their own tables (`compare` prints
 them after the training tables in markdown; for CSV / JSON it names the command that does).
 
 Bad input never stops the table: a file that is not a good record (runner.records.read says why)

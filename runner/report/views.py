@@ -6,7 +6,7 @@
 Views: `runs` (runner.report.compare: one row per framework, device and mode), `sweep` (one row per
 grid point: runner.report.sweep_table), `tune` (per study, the frameworks' counts and best trials:
 runner.report.tune_table), `ensemble` and `per-sample-grads` (the micro-benchmarks:
-runner.report.studies). `run`, `sweep`, `tune`, `ensemble` and `per-sample-grads` print their table
+runner.report.micro). `run`, `sweep`, `tune`, `ensemble` and `per-sample-grads` print their table
 at the end through the same `render`.
 
 `present` picks the views the records need: a sweep's or a tuning study's runs go to their own view,
@@ -44,7 +44,7 @@ def _experiment(rec: dict) -> str | None:
 def records_for(view: str, records: list[dict], settings: Settings = Settings(), every_run: bool = True) -> list[dict]:
     """The records `view` draws. runs: the training records (`every_run` False: only those of no
     sweep or tuning study, as the automatic choice shows them)."""
-    from runner.report import compare, studies, sweep_table, tune_table
+    from runner.report import compare, micro, sweep_table, tune_table
 
     if view == "runs":
         train = compare.training(records)
@@ -53,7 +53,7 @@ def records_for(view: str, records: list[dict], settings: Settings = Settings(),
         return sweep_table.sweep_records(records, settings.id)
     if view == "tune":
         return tune_table.trial_records(records, settings.id)
-    return studies.of_kind(records, KIND[view])
+    return micro.of_kind(records, KIND[view])
 
 
 def present(records: list[dict], settings: Settings = Settings()) -> list[str]:
@@ -64,7 +64,7 @@ def present(records: list[dict], settings: Settings = Settings()) -> list[str]:
 
 def render(view: str, records: list[dict], settings: Settings = Settings(), every_run: bool = True) -> str:
     """`view`'s table over `records` (those it does not draw are ignored)."""
-    from runner.report import compare, studies, sweep_table, tune_table
+    from runner.report import compare, micro, sweep_table, tune_table
 
     mine = records_for(view, records, settings, every_run)
     fmt = settings.fmt
@@ -76,7 +76,7 @@ def render(view: str, records: list[dict], settings: Settings = Settings(), ever
         return sweep_table.render(sweep_table.rows(mine), fmt).rstrip("\n")
     if view == "tune":
         return tune_table.render(tune_table.rows(mine, top=settings.top), fmt).rstrip("\n")
-    return studies.render(mine, KIND[view], fmt)
+    return micro.render(mine, KIND[view], fmt)
 
 
 def choose(records: list[dict], view: str, settings: Settings, where: str) -> list[str]:

@@ -1,7 +1,7 @@
-"""The parent side every study shares: one child per framework, through the same launchers as `run`.
+"""The micro-benchmarks' parent side: one child per framework, through the same launchers as `run`.
 
-    python -m runner ensemble ...            # runner.experiments.ensemble
-    python -m runner per-sample-grads ...    # runner.experiments.per_sample
+    python -m runner ensemble ...            # the plan: runner.micro.plan
+    python -m runner per-sample-grads ...
 
 Makes sure the dataset is there and verified, probes the machine once, then starts one child per
 framework, one after another (side by side they would share the cores), each on a RunRequest of the
@@ -64,39 +64,3 @@ def exit_code(outcomes: list[Outcome], interrupted: bool) -> int:
         return 130
     bad = any(o.status in ("failed", "unavailable") or o.checks_passed is False for o in outcomes)
     return 1 if bad else 0
-
-
-def parse_sizes(flag: str, text: str) -> list[int]:
-    """"1,2,4,8" -> [1, 2, 4, 8] (sorted, each once); UserError unless every one is a whole number >= 1
-    (an empty item too: runner.lists)."""
-    from runner.lists import items
-
-    try:
-        sizes = [int(t) for t in items(flag, text)]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise UserError(f"{flag} {text!r}: expected whole numbers >= 1, comma-separated (e.g. 1,2,4,8)")
-    return sorted(set(sizes))
-
-
-def frameworks_for(text: str, supported: tuple[str, ...], study: str) -> list[str]:
-    """--framework for a study: names it supports, or 'all' (the supported ones that are installed)."""
-    from runner import backends
-
-    if text.strip() == "all":
-        chosen = [f for f in supported if backends.installed(f)]
-        if not chosen:
-            raise UserError(f"{study}: none of {', '.join(supported)} is installed")
-        return chosen
-    chosen = backends.parse_frameworks(text)
-    wrong = [f for f in chosen if f not in supported]
-    if wrong:
-        raise UserError(f"{study} runs on {', '.join(supported)}, not {', '.join(wrong)}")
-    return chosen
-
-
-def at_least(flag: str, value: int, low: int) -> int:
-    if value < low:
-        raise UserError(f"{flag} must be >= {low}, got {value}")
-    return value

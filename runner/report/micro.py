@@ -1,11 +1,11 @@
-"""The studies' tables: records of kind ensemble / per_sample_grads -> rows -> markdown, CSV or JSON.
+"""The micro-benchmarks' tables: records of kind ensemble / per_sample_grads -> rows -> markdown, CSV or JSON.
 
     python -m runner ensemble ...                       # printed at the end of the run
     python -m runner ensemble --table results/          # from records already written (any machines)
     python -m runner per-sample-grads --table results/ --format csv
     python -m runner compare results/                   # after the training tables (markdown)
 
-Pure functions over records (runner.studies writes them). A study record is one framework on one
+Pure functions over records (runner.micro writes them). A study record is one framework on one
 machine; its rows are its operations: one per (N, op) for the ensemble, one per batch size for
 per-sample gradients (vmap and loop side by side). Runs are not merged: two runs of the same study
 are two sets of rows. Records that measured nothing (unavailable, failed) become a note under the

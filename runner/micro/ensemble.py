@@ -10,14 +10,14 @@ spec.seed + i, in every framework, so torch's model i and JAX's are the same fun
 batch i of epoch 0's order of the spec's dataset (real images; `--dataset synthetic` needs no
 download), so the input is N x B x 1 x 28 x 28.
 
-Two operations per N (runner.studies.torch_ops / jax_ops say how each framework batches them):
+Two operations per N (runner.micro.torch_ops / jax_ops say how each framework batches them):
   fprop: every model's forward and mean cross-entropy on its batch, no gradient;
   bprop: every model's gradient of that loss: the forward again plus the backward (torch.func.grad,
          jax.grad), no optimizer update.
 Each is timed over `iterations` calls after `warmup` untimed ones, the device synchronized before
-every clock read (runner.studies.timing).
+every clock read (runner.micro.timing).
 
-Checks (runner.studies.checks), per N: each of the N models' logits and gradients in the batched
+Checks (runner.micro.checks), per N: each of the N models' logits and gradients in the batched
 computation against that model run alone (no vmap, the way training runs it); and once, model 0
 alone against the float64 NumPy reference (runner.parity.float64) on the same batch.
 """
@@ -28,7 +28,7 @@ import dataclasses
 
 import numpy as np
 
-from runner.studies import ARCHS, FRAMEWORKS, checks, job, timing  # noqa: F401 - ARCHS: the study's, re-exported
+from runner.micro import FRAMEWORKS, checks, job, timing
 
 OPS = ("fprop", "bprop")
 DEFINITIONS = {

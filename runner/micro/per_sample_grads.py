@@ -9,14 +9,14 @@ The model is the spec's (lenet5 by default) with the reference initial weights
 the spec's dataset (spec.batch_size is the largest B), so every batch size and every framework
 reads the same images. Each example's gradient is that of its own cross-entropy (a batch of one).
 
-Two operations per batch size B (runner.studies.torch_ops / jax_ops / tf_ops say how):
+Two operations per batch size B (runner.micro.torch_ops / jax_ops / tf_ops say how):
   vmap: the B gradients in one vectorized call (torch.func.vmap(grad), jax.vmap(jax.grad) under jit,
         TF's GradientTape.jacobian with pfor);
   loop: the same B gradients one example at a time from a Python loop, stacked: what vectorizing saves.
 Each is timed over `iterations` calls after `warmup` untimed ones, the device synchronized before
-every clock read (runner.studies.timing).
+every clock read (runner.micro.timing).
 
-Checks (runner.studies.checks), per B: the vectorized gradients against the loop's (same framework),
+Checks (runner.micro.checks), per B: the vectorized gradients against the loop's (same framework),
 and against the float64 NumPy reference (runner.parity.float64.forward_backward on one example at a
 time): the largest relative distance over the B examples, each example's gradient one vector.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runner.studies import FRAMEWORKS, checks, job, timing
+from runner.micro import FRAMEWORKS, checks, job, timing
 
 OPS = ("vmap", "loop")
 

@@ -1,4 +1,4 @@
-"""The studies in JAX: N models through jax.vmap over stacked weights, per-example gradients through
+"""The micro-benchmarks in JAX: N models through jax.vmap over stacked weights, per-example gradients through
 vmap(grad), each under jax.jit.
 
     python -m runner ensemble --framework jax ...

@@ -1,4 +1,4 @@
-"""The studies' correctness checks: distances between two results, each with a limit, as records keep them.
+"""The micro-benchmarks' correctness checks: distances between two results, each with a limit, as records keep them.
 
     python -m runner ensemble ...            # each model in the batch vs that model alone, model 0 vs float64
     python -m runner per-sample-grads ...    # vectorized vs a loop of single-example gradients, and vs float64

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.backends.tf_backend import build_model
-from runner.studies.job import StudyUnavailable
+from runner.micro.job import StudyUnavailable
 from runner.workload import layouts
 
 

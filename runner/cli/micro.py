@@ -1,12 +1,12 @@
-"""The arguments and the flow `ensemble` and `per-sample-grads` share (runner.cli.ensemble, .per_sample_grads).
+"""The arguments and the flow the micro-benchmarks share (runner.cli.ensemble, .per_sample_grads).
 
-    python -m runner ensemble --framework torch,jax --device cuda --out dlbench-results/studies
-    python -m runner per-sample-grads --table dlbench-results/studies --format csv     # tables of records already written
+    python -m runner ensemble --framework torch,jax --device cuda --out dlbench-results/micro
+    python -m runner compare dlbench-results/micro --view per-sample-grads --format csv   # records already written
 
 Where each framework runs (--device, --platform, --launcher with its settings), which data (--dataset,
 --data-dir, --seed), where the records go (--out) and how the table is printed (--format, --no-table),
 or, with --table PATH (the old name of `compare --view ensemble|per-sample-grads PATH`), no run at all:
-the table of the study records found under PATH.
+the table of the micro-benchmark records found under PATH.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ def left_out(records: list[dict], kind: str) -> str | None:
 
 
 def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
-    """Every framework's child, then the table; the exit code (runner.experiments.studies.exit_code)."""
+    """Every framework's child, then the table; the exit code (runner.micro.parent.exit_code)."""
     from runner.cli.run import out_dir
-    from runner.experiments import studies
+    from runner.micro import parent
     from runner.launch import launchers
     from runner.machine import platforms
     from runner.records import collection
@@ -78,17 +78,17 @@ def run(args, job: str, spec, settings: dict, frameworks: list[str]) -> int:
     platform = platforms.resolve(args.platform)
     device = platforms.device_for(platform["name"], args.device)
     launcher = launchers.from_args(args.launcher, args.launcher_setting)
-    studies.check_launcher(launcher)
+    parent.check_launcher(launcher)
     out = out_dir(args.out)
     print(f"dlbench {job}: {', '.join(frameworks)}, {spec.model} on {spec.dataset}, device {device},"
           f" platform {platform['name']} ({platform['source']})", file=sys.stderr)
     command = args.command_line
-    outcomes, interrupted = studies.run(job, spec, frameworks, settings, device, platform, args.data_dir, out,
-                                        command, launcher)
+    outcomes, interrupted = parent.run(job, spec, frameworks, settings, device, platform, args.data_dir, out,
+                                       command, launcher)
     for o in outcomes:
         verdict = "" if o.checks_passed is None else f", checks {'pass' if o.checks_passed else 'FAIL'}"
         print(f"{o.framework}: {o.status}{verdict} -> {o.path}", file=sys.stderr)
     if not args.no_table:
         records, _ = collection.load([o.path for o in outcomes])
         print(views.render(job.replace("_", "-"), records, views.Settings(fmt=args.format)))
-    return studies.exit_code(outcomes, interrupted)
+    return parent.exit_code(outcomes, interrupted)

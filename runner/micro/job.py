@@ -1,7 +1,7 @@
 """The child side of every study: one framework, one process, one record of the study's kind.
 
-    python -m runner ensemble ...           # job "ensemble": runner.studies.ensemble:run_job
-    python -m runner per-sample-grads ...   # job "per_sample_grads": runner.studies.per_sample_grads:run_job
+    python -m runner ensemble ...           # job "ensemble": runner.micro.ensemble:run_job
+    python -m runner per-sample-grads ...   # job "per_sample_grads": runner.micro.per_sample_grads:run_job
     python -m runner.launch.child REQUEST.json   # what the launcher starts (the same launchers as `run`)
 
 The steps are the train job's (runner.launch.worker), in the same frame (runner.jobs.frame), with the
