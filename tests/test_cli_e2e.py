@@ -19,7 +19,7 @@ def _records(folder):
 
 def test_no_framework_is_imported_with_the_package():
     code = ("import sys, runner, runner.cli, runner.workload.spec, runner.report.compare, runner.records, runner.backends,"
-            " runner.launch.orchestrate, runner.launch.worker, runner.workload.harness, runner.data.store, runner.machine.probe,"
+            " runner.launch.orchestrate, runner.jobs.train, runner.workload.harness, runner.data.store, runner.machine.probe,"
             " runner.workload.layouts, runner.parity.float64, runner.parity.gate, runner.parity.verify, runner.backends.torch_backend,"
             " runner.backends.tf_backend, runner.backends.jax_backend;"
             " runner.cli.build_parser();"

@@ -14,7 +14,7 @@ from conftest import needs_torch, run_cli
 from runner import records
 from runner.errors import UserError
 from runner.experiments import tune
-from runner.launch import trial as trial_hook
+from runner.jobs import trial as trial_hook
 from runner.records import build
 from runner.report import tune_table
 from runner.request import RunRequest

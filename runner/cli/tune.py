@@ -18,7 +18,7 @@ from runner.errors import UserError
 
 def add_parser(sub) -> None:
     from runner.experiments.tune import space_text
-    from runner.launch.trial import PRUNERS
+    from runner.jobs.trial import PRUNERS
 
     p = sub.add_parser("tune", help=SUMMARIES["tune"],
                        description="Search the hyperparameters with Optuna (TPE seeded from the spec's seed,"
@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from runner.experiments import tune
-    from runner.launch.trial import parse_pruner
+    from runner.jobs.trial import parse_pruner
     from runner.records import collection
     from runner.report import views
 

@@ -14,7 +14,7 @@ trials a crash left running as failed (a live one is never taken for one). The s
 seeded from the spec's seed, the same for every framework, so they draw the same first points; a
 resumed study seeds it with seed + the trials it already holds, so it does not draw its first points
 again (both modulo 2**32, numpy's range). The objective is the best test accuracy (maximized). The
-pruner runs in the child, after each epoch (runner.launch.trial: what each --pruner does, and why
+pruner runs in the child, after each epoch (runner.jobs.trial: what each --pruner does, and why
 median waits as it does); the parent tells Optuna the outcome: complete with its best accuracy,
 pruned, or failed.
 
@@ -125,7 +125,7 @@ class Search:
     study: str          # the base name; each framework's study is f"{study}-{framework}"
     trials: int         # in total, per framework, over every run of the command
     timeout_s: float | None   # per framework, this command: no new trial after it
-    pruner: dict        # runner.launch.trial.parse_pruner
+    pruner: dict        # runner.jobs.trial.parse_pruner
     preset: str
     overrides: dict     # the base spec's fields
 
@@ -182,7 +182,7 @@ def open_study(search: Search, framework: str, out: Path, reap: bool = True,
     (the caller holds study_lock, so no other tune is running any of its trials), trials a crash left
     running are marked failed and cut short."""
     optuna = _quiet_optuna()
-    from runner.launch.trial import make_pruner
+    from runner.jobs.trial import make_pruner
 
     base = make_spec(search.preset, **search.overrides)
     name = f"{search.study}-{framework}"
@@ -235,7 +235,7 @@ def run_study(search: Search, framework: str, study, work, out: Path, run_kwargs
         log(f"[{name} trial {trial.number}, {counted(study) + 1}/{search.trials}] {_label(trial.params)}")
         experiment = {"kind": "tune", "id": name, "point": dict(trial.params), "index": trial.number,
                       "size": search.trials, "state": None,
-                      # the child's pruning channel (runner.launch.trial); the record keeps only the above
+                      # the child's pruning channel (runner.jobs.trial); the record keeps only the above
                       "pruning": {"storage": storage_path(out, search.study).name, "study": name,
                                   "trial_id": trial._trial_id, "pruner": search.pruner}}
         mine, interrupted = orchestrate.run_all(

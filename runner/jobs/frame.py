@@ -1,4 +1,4 @@
-"""The frame every child job runs in: the train job (runner.launch.worker) and the micro-benchmark
+"""The frame every child job runs in: the train job (runner.jobs.train) and the micro-benchmark
 jobs (runner.micro.job) plug their body into it.
 
     python -m runner.launch.child REQUEST.json   # what a launcher starts; JOBS there names the body

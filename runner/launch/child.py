@@ -1,8 +1,8 @@
 """The one entry point every launcher starts: python -m runner.launch.child REQUEST.json
 
-    python -m runner run ...      # job "train": one timed run -> one record (runner.launch.worker)
+    python -m runner run ...      # job "train": one timed run -> one record (runner.jobs.train)
     python -m runner verify ...   # job "parity": the parity gate alone -> a result file (runner.parity.gate)
-    python -m runner ensemble ... | per-sample-grads ...   # a study (runner.micro) -> one record each
+    python -m runner ensemble ... | per-sample-grads ...   # a micro-benchmark (runner.micro) -> one record each
 
 A process, a container, a torchrun rank or a Slurm task all start this same module on the same
 request file. It reads and validates the request, turns SIGINT/SIGTERM into `Interrupted` so the
@@ -20,7 +20,7 @@ from pathlib import Path
 from runner.errors import Interrupted, UserError
 
 # job -> "module:function(request, started) -> exit code"; imported only when that job runs
-JOBS = {"train": "runner.launch.worker:main", "parity": "runner.parity.gate:run_job",
+JOBS = {"train": "runner.jobs.train:main", "parity": "runner.parity.gate:run_job",
         "ensemble": "runner.micro.ensemble:run_job", "per_sample_grads": "runner.micro.per_sample_grads:run_job"}
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

@@ -4,7 +4,7 @@
     python -m runner per-sample-grads ...   # job "per_sample_grads": runner.micro.per_sample_grads:run_job
     python -m runner.launch.child REQUEST.json   # what the launcher starts (the same launchers as `run`)
 
-The steps are the train job's (runner.launch.worker), in the same frame (runner.jobs.frame), with the
+The steps are the train job's (runner.jobs.train), in the same frame (runner.jobs.frame), with the
 study in place of training: load and verify the data, create the framework's backend (it picks the
 device and says what it is; the study builds its own functions on it), measure, write the record with runner.records.build, so the record
 has everything a training record has (probe, software, environment, launcher, log file) and its

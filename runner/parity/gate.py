@@ -275,7 +275,7 @@ def check(make_backend, spec: Spec, data, steps: int) -> dict:
 
 
 def after_training(make_backend, spec: Spec, data, steps: int) -> dict:
-    """The gate as every completed run takes it (runner.launch.worker): a failure or an error is
+    """The gate as every completed run takes it (runner.jobs.train): a failure or an error is
     reported and returned, never raised: it marks the record, it does not fail the run."""
     import traceback
 

@@ -34,7 +34,7 @@ COMPLETED = ("ok", "below_target")  # every epoch ran: timings are comparable
 KINDS = ("train", "ensemble", "per_sample_grads")
 
 # The record's `experiment` block (schema v5, additionalProperties false): a request's experiment dict
-# may carry more for the child (a tuning trial's pruning channel, runner.launch.trial); only these
+# may carry more for the child (a tuning trial's pruning channel, runner.jobs.trial); only these
 # keys reach the record.
 EXPERIMENT_KEYS = ("kind", "id", "point", "index", "size", "state")
 # A tuning trial's state as Optuna names it, from its record's status: every epoch ran -> complete.

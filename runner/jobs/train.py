@@ -4,10 +4,10 @@
                                # pools or device memory, and a crash in one never takes down the rest
 
 Five steps, each owned by the module whose job it is, in the frame every child job shares
-(runner.jobs.frame): prepare the data (runner.data.store), build the backend (runner.backends), train under the meters (runner.workload.harness inside
-runner.measure.meters), check parity (runner.parity.gate), write the record (runner.records.build).
+(runner.jobs.frame): prepare the data (runner.data.store), build the backend (runner.backends),
+train under the meters (runner.workload.harness inside runner.measure.meters), check parity (runner.parity.gate), write the record (runner.records.build).
 Whatever happens, the run leaves one record: ok, below_target, diverged, failed, unavailable,
-interrupted or pruned (a tuning trial its pruner stopped: runner.launch.trial, called after each
+interrupted or pruned (a tuning trial its pruner stopped: runner.jobs.trial, called after each
 epoch), with the epochs it finished, and the process exits with a status-specific code.
 """
 
@@ -28,7 +28,7 @@ def main(req: RunRequest, started: float) -> int:
 def run(req: RunRequest, started: float) -> tuple[dict, Path]:
     from runner.workload import ranks
     from runner.records import build
-    from runner.launch.trial import Pruned
+    from runner.jobs.trial import Pruned
     from runner.workload import harness
 
     rec = build.skeleton(req)
@@ -76,7 +76,7 @@ def build_backend(req: RunRequest, rec: dict, data):
 
 def train_under_meters(req: RunRequest, rec: dict, backend, log) -> list[dict]:
     """harness.train inside the sampler and energy meter; returns the resource samples."""
-    from runner.launch import trial
+    from runner.jobs import trial
     from runner.workload import ranks
     from runner.measure.meters import Meters
     from runner.workload import harness

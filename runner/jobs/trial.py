@@ -1,7 +1,7 @@
 """A tuning trial's child side: each epoch's test accuracy goes to Optuna, and the pruner may stop the run.
 
     python -m runner tune --framework torch --trials 20 [--pruner median|none|threshold:0.5]
-        # every trial is a run; its worker (runner.launch.worker) calls Reporter after each epoch
+        # every trial is a run; its worker (runner.jobs.train) calls Reporter after each epoch
 
 The request's experiment dict carries the channel under "pruning" (runner.experiments.tune puts it
 there; the record keeps only the schema's keys): the study's SQLite file relative to the run's
