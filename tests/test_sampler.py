@@ -181,3 +181,27 @@ def test_the_runs_child_processes_count_as_its_own_cpu_not_as_other_processes():
         child.kill()
         child.wait()
     assert run > 0  # the busy child's CPU, read as this run's
+
+
+def test_children_that_start_and_end_between_two_readings_count_as_the_runs_cpu():
+    """torch.compile's C compiler, a short epoch's DataLoader worker: gone before the next reading,
+    their CPU time still reaches this process' children times, and the run's share, not the others'."""
+    import resource
+
+    s = Sampler(interval_s=60).start()  # no reading from the thread in between: only the two below
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.time()
+        s._run_cpu()
+        for _ in range(3):  # each ends before the next reading
+            subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                            "while time.process_time() - t < 0.2: pass"], check=True)
+        run = s._run_cpu()
+        wall = time.time() - t0
+    finally:
+        s.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert children >= 0.6
+    counted = run / 100 * wall  # the run's CPU seconds the sampler counted over the same window
+    assert 0.8 * children <= counted <= 1.2 * children, (counted, children)

@@ -50,7 +50,8 @@ class Sampler:
         self._proc = psutil.Process()
         # psutil's CPU % is "since the previous call": prime both counters so the first sample means something.
         self._proc.cpu_percent(None)
-        self._run_procs: dict[int, object] = {}  # the run's other processes (pid -> psutil.Process), primed
+        self._run_procs: dict[int, float] = {}  # the run's other processes (pid -> CPU seconds), primed
+        self._run_wall = self._reaped = None
         self._read("run_processes", self._run_cpu)
         psutil.cpu_percent(None)
         self._cores = psutil.cpu_count() or None
@@ -127,32 +128,37 @@ class Sampler:
         return [p for p in members if p.pid != self._proc.pid]
 
     def _run_cpu(self) -> float:
-        """CPU % (100 = one core) of the run's other processes since the last call. psutil measures
-        between two calls, so a process seen for the first time counts its whole CPU time if it started
-        since the last call. Listing the children scans /proc: about a millisecond per sample with ~100
+        """CPU % (100 = one core) of the run's other processes since the last call, from cumulative
+        CPU seconds: each member's user + system time plus that of the children it has reaped, and
+        this process' reaped children. So a process that starts and ends between two readings (the C
+        compiler torch.compile runs, a DataLoader worker of a short epoch) still counts as the run's:
+        its whole time reaches its parent's children times when it is reaped. A member seen for the
+        first time counts in full if it started since the last reading (only from now on if it is
+        older); one that ended is taken off at the time last read, which its parent's children times
+        now hold again. Listing the children scans /proc: about a millisecond per sample with ~100
         processes on the machine."""
         import psutil
 
-        total, now, wall = 0.0, {}, time.time()
-        since = getattr(self, "_run_wall", None)
+        wall, since = time.time(), self._run_wall
+        used, now = 0.0, {}
         for p in self._run_members():
-            known = self._run_procs.get(p.pid)
             try:
-                if known is None:
-                    p.cpu_percent(None)
-                    known = p
-                    if since is not None and p.create_time() >= since and wall > since:
-                        # started since the last reading: all its CPU time falls in this interval
-                        # (DataLoader workers start again every epoch unless persistent)
-                        used = p.cpu_times()
-                        total += 100 * (used.user + used.system) / (wall - since)
-                else:
-                    total += known.cpu_percent(None)
+                total = _cpu_seconds(p.cpu_times())
+                last = self._run_procs.get(p.pid)
+                if last is not None:
+                    used += total - last
+                elif since is not None and p.create_time() >= since:
+                    used += total
             except psutil.Error:  # ended between the listing and the reading
                 continue
-            now[p.pid] = known
-        self._run_procs, self._run_wall = now, wall
-        return total
+            now[p.pid] = total
+        used -= sum(last for pid, last in self._run_procs.items() if pid not in now)
+        times = self._proc.cpu_times()
+        reaped = times.children_user + times.children_system  # what this process' ended children used
+        if self._reaped is not None:
+            used += reaped - self._reaped
+        self._reaped, self._run_procs, self._run_wall = reaped, now, wall
+        return max(0.0, 100 * used / (wall - since)) if since is not None and wall > since else 0.0
 
     def _own_pids(self) -> set[int]:
         return {self._proc.pid, *self._run_procs}
@@ -200,6 +206,11 @@ class Sampler:
                 })
             sample["gpus"] = gpus
         self.samples.append(sample)
+
+
+def _cpu_seconds(times) -> float:
+    """A process' CPU seconds, its own and those of the children it has reaped."""
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def other_cpu_percent(system: float | None, process: float | None, cores: int | None) -> float | None:
