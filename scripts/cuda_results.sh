@@ -9,7 +9,8 @@
 # Settings (environment): OUT (required), BUDGET_S (default 3600), FRAMEWORKS (default torch,jax),
 # RUNS (default: FRAMEWORKS; space-separated FRAMEWORK[:KEY=VALUE[,KEY=VALUE]], each one `run` with
 # those backend options, in that order), REPEATS (default 3), DEVICE (default cuda), PYTHON (default
-# python3), EXTRA (more flags for both verify and run, e.g. "--dataset fashion"). The data comes from
+# python3), EXTRA (more flags for both verify and run, e.g. "--dataset fashion"), VERIFY (default 1;
+# 0 skips the gate: a second call for more runs after the gate passed). The data comes from
 # $DLBENCH_DATA_DIR or the cache. scripts/device/run.sh calls this on a lent GPU machine.
 #
 # When the budget runs out, the running command gets SIGINT: the runner records the epochs it
@@ -39,7 +40,9 @@ say "start: budget ${budget}s, runs ${runs[*]}, repeats $repeats, device $device
 command -v nvidia-smi >/dev/null && nvidia-smi -L >>"$out/session.log" 2>&1
 
 t=$(left)
-if [ "$t" -gt "$MIN_LEFT_S" ]; then
+if [ "${VERIFY:-1}" = 0 ]; then
+  say "verify: skipped (VERIFY=0)"
+elif [ "$t" -gt "$MIN_LEFT_S" ]; then
   timeout --preserve-status -s INT -k "$GRACE_S" "$t" "$py" -m runner verify --framework "$frameworks" --device "$device" \
     "${extra[@]}" >"$out/verify.log" 2>&1
   say "verify: exit $? (table in verify.log)"

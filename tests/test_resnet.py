@@ -292,15 +292,16 @@ def test_jax_on_two_devices_normalizes_with_the_global_batch(verify_spec):
 def test_one_epoch_smoke_run(name, synthetic_dir, tmp_path):
     proc = run_cli("run", "--framework", name, "--model", "resnet18", "--dataset", "synthetic", "--preset", "smoke",
                    "--batch-size", "16", "--limit-train", "64", "--limit-test", "32", "--data-dir", synthetic_dir,
-                   "--out", tmp_path, timeout=1500)
+                   # the gate on ResNet-18, in a child per framework, is test_each_framework_passes_the_parity_gate;
+                   # here it would compute a second float64 reference (~75 s) for this spec
+                   "--parity-steps", "0", "--out", tmp_path, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = tmp_path.glob("*.json")
     record = json.loads(path.read_text())
     assert record["status"] in ("ok", "below_target"), record.get("error")
     assert record["spec"]["model"] == "resnet18" and record["metrics"]["epochs_completed"] == 1
     assert np.isfinite(record["metrics"]["train_loss"][0]) and 0 <= record["metrics"]["test_accuracy"][0] <= 1
-    assert record["parity"]["status"] == "pass" and record["parity"]["steps"] == 4
-    assert record["parity"]["checks"]["bn_stats_rel_diff"]["value"] < 1e-5
+    assert record["parity"] is None  # not asked for
 
 
 def test_flux_refuses_resnet18_at_once():
