@@ -11,6 +11,7 @@ terminal and writes to both. The log is the full story, the terminal the part a 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -76,13 +77,21 @@ def framework_output_to(path: Path):
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     streams = sys.stdout, sys.stderr
+    # A framework's Python log records with no handler of their own (JAX's "Jax plugin configuration
+    # error" and its traceback, where the CUDA plugin finds no GPU) reach logging's last resort, which
+    # writes to sys.stderr, the terminal too: it writes to the log alone here.
+    last_resort = logging.lastResort
+    to_log = logging.StreamHandler(log)
+    to_log.setLevel(logging.WARNING)
     global _log
     try:
         for fd in (1, 2):
             os.dup2(log.fileno(), fd)
         sys.stdout, sys.stderr, _log = log, Tee(terminal, log), log
+        logging.lastResort = to_log
         yield log
     finally:
+        logging.lastResort = last_resort
         sys.stdout, sys.stderr, _log = *streams, None
         for fd, copy in saved.items():
             os.dup2(copy, fd)

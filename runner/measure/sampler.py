@@ -132,10 +132,12 @@ class Sampler:
         CPU seconds: each member's user + system time plus that of the children it has reaped, and
         this process' reaped children. So a process that starts and ends between two readings (the C
         compiler torch.compile runs, a DataLoader worker of a short epoch) still counts as the run's:
-        its whole time reaches its parent's children times when it is reaped. A member seen for the
-        first time counts in full if it started since the last reading (only from now on if it is
-        older); one that ended is taken off at the time last read, which its parent's children times
-        now hold again. Listing the children scans /proc: about a millisecond per sample with ~100
+        its whole time reaches its parent's children times when it is reaped. A member first seen
+        after the first reading counts in full: it is new (a descendant cannot be older than the run;
+        psutil's create_time cannot tell, it reads up to 1 s early since the boot time it adds is
+        whole seconds, and the compile jobs started just after a reading went uncounted: a cold
+        step=compile run read 12 % other processes). One that ended is taken off at the time last
+        read, which its parent's children times now hold again. Listing the children scans /proc: about a millisecond per sample with ~100
         processes on the machine."""
         import psutil
 
@@ -147,7 +149,7 @@ class Sampler:
                 last = self._run_procs.get(p.pid)
                 if last is not None:
                     used += total - last
-                elif since is not None and p.create_time() >= since:
+                elif since is not None:  # new since the last reading (those at the first are the baseline)
                     used += total
             except psutil.Error:  # ended between the listing and the reading
                 continue
