@@ -50,15 +50,11 @@ def missing_toolchain(device_type: str) -> str | None:
     import shutil
     import sysconfig
 
-    if device_type == "cuda":
-        needs = [("a C compiler", os.environ.get("CC"), ("gcc", "clang"))]
-        headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
-        missing_headers = not os.path.exists(headers)
-    else:
-        needs = [("a C++ compiler", os.environ.get("CXX"), ("g++", "clang++"))]
-        missing_headers, headers = False, ""
-    lacks = [what for what, env, names in needs if not (env and shutil.which(env) or any(map(shutil.which, names)))]
-    if missing_headers:
+    cuda = device_type == "cuda"
+    what, env, names = ("a C compiler", "CC", ("gcc", "clang")) if cuda else ("a C++ compiler", "CXX", ("g++", "clang++"))
+    lacks = [] if (os.environ.get(env) and shutil.which(os.environ[env])) or any(map(shutil.which, names)) else [what]
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    if cuda and not os.path.exists(headers):
         lacks.append(f"Python's headers ({headers})")
     return " and ".join(lacks) or None
 

@@ -128,17 +128,17 @@ class Sampler:
         return [p for p in members if p.pid != self._proc.pid]
 
     def _run_cpu(self) -> float:
-        """CPU % (100 = one core) of the run's other processes since the last call, from cumulative
-        CPU seconds: each member's user + system time plus that of the children it has reaped, and
-        this process' reaped children. So a process that starts and ends between two readings (the C
-        compiler torch.compile runs, a DataLoader worker of a short epoch) still counts as the run's:
-        its whole time reaches its parent's children times when it is reaped. A member first seen
-        after the first reading counts in full: it is new (a descendant cannot be older than the run;
-        psutil's create_time cannot tell, it reads up to 1 s early since the boot time it adds is
-        whole seconds, and the compile jobs started just after a reading went uncounted: a cold
-        step=compile run read 12 % other processes). One that ended is taken off at the time last
-        read, which its parent's children times now hold again. Listing the children scans /proc: about a millisecond per sample with ~100
-        processes on the machine."""
+        """CPU % (100 = one core) of the run's other processes since the last call, from cumulative CPU
+        seconds: each member's user + system time plus that of the children it has reaped, and this
+        process' reaped children. So a process that starts and ends between two readings (the C
+        compiler torch.compile runs, a DataLoader worker of a short epoch) still counts as the
+        run's: its whole time reaches its parent's children times when it is reaped. A member first
+        seen after the first reading counts in full: it is new (a descendant cannot be older than
+        the run; psutil's create_time cannot tell, it reads up to 1 s early since the boot time it
+        adds is whole seconds, and the compile jobs started just after a reading went uncounted: a
+        cold step=compile run read 12 % other processes). One that ended is taken off at the time
+        last read, which its parent's children times now hold again. Listing the children scans
+        /proc: about a millisecond per sample with ~100 processes on the machine."""
         import psutil
 
         wall, since = time.time(), self._run_wall

@@ -1,14 +1,14 @@
-"""The child side of every study: one framework, one process, one record of the study's kind.
+"""The child side of every micro-benchmark: one framework, one process, one record of its kind.
 
     python -m runner ensemble ...           # job "ensemble": runner.micro.ensemble:run_job
     python -m runner per-sample-grads ...   # job "per_sample_grads": runner.micro.per_sample_grads:run_job
     python -m runner.launch.child REQUEST.json   # what the launcher starts (the same launchers as `run`)
 
 The steps are the train job's (runner.jobs.train), in the same frame (runner.jobs.frame), with the
-study in place of training: load and verify the data, create the framework's backend (it picks the
-device and says what it is; the study builds its own functions on it), measure, write the record with runner.records.build, so the record
-has everything a training record has (probe, software, environment, launcher, log file) and its
-training blocks stay empty. Whatever happens the run leaves one record: ok (the checks may still
+micro-benchmark in place of training: load and verify the data, create the framework's backend (it
+picks the device and says what it is; the micro-benchmark builds its own functions on it), measure,
+write the record with runner.records.build, so the record has everything a training record has
+(probe, software, environment, launcher, log file) and its training blocks stay empty. Whatever happens the run leaves one record: ok (the checks may still
 fail: they are in study.checks), unavailable (the framework, or this study on it, cannot run here),
 interrupted (with the operations measured so far) or failed.
 """

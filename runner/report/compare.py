@@ -39,7 +39,7 @@ from collections import Counter, defaultdict
 from runner.measure import noise, stats
 from runner.errors import UserError
 from runner.records import COMPLETED
-from runner.report.tables import csv_text, json_text, markdown, markdown_cell, median, neutral, num, time_to_target
+from runner.report.tables import csv_text, json_text, markdown, markdown_cell, median, num, time_to_target
 
 NOISY_CV = 0.05  # CV of steady s/epoch over runs above which a row is marked noisy
 BASELINE_KEYS = ("framework", "device", "platform", "hardware", "version", "options", "devices")

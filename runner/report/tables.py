@@ -79,8 +79,8 @@ def markdown(cells: list[dict]) -> str:
 
 def csv_text(rows: list[dict], fieldnames: list[str] | None = None) -> str:
     """The rows as CSV (header: `fieldnames`, else the first row's keys; a missing field is empty),
-    each cell through csv_cell; '' for no rows."""
-    if not rows:
+    each cell through csv_cell; no rows: the header alone, or '' where there are no fieldnames."""
+    if not rows and not fieldnames:
         return ""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fieldnames or list(rows[0]), lineterminator="\n", restval="")

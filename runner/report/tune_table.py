@@ -129,7 +129,7 @@ def render(table: list[dict], fmt: str = "markdown") -> str:
                                                                    "target_epoch", "epochs")},
                                               "trial_wall_s": t["wall_s"]}
                 lines.append({k: v for k, v in {**base, **extra}.items() if k in head})
-        return csv_text(lines, head) if lines else ",".join(head) + "\n"
+        return csv_text(lines, head)
     blocks = []
     for base in dict.fromkeys(r["study"] for r in table):
         mine = [r for r in table if r["study"] == base]
